@@ -1,0 +1,282 @@
+"""Typed configs: dataclasses in, YAML out, `section.field=value` overrides from the command line.
+
+Every experiment is one `ExperimentConfig`; each method reads the sections it needs and ignores the rest, so a
+YAML file under configs/ names only what differs from the defaults below.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from llmrec.errors import LlmrecError
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is split."""
+
+    dataset: str = "ml-100k"
+    """Registered dataset name (see `llmrec data list`): ml-100k, ml-1m, ml-20m, collm, amazon, csv, recbole."""
+    path: str | None = None
+    """File or directory for sources that read the user's files (CoLLM zip, Amazon json, CSV, RecBole atomic)."""
+    options: dict = field(default_factory=dict)
+    """Extra loader options (e.g. column mapping for csv, k-core for amazon)."""
+    cuts: list | None = None
+    """Global time cuts: [[train_from, train_to], [valid_from, valid_to], [test_from, test_to]] as 'YYYY-MM', or two
+    interaction quantiles such as [0.8, 0.9]. None: quantiles [0.8, 0.9]. Ignored for ready-made splits (collm)."""
+    threshold: float = 4.0
+    """Label = 1 when rating >= threshold (ML: 4, Amazon-Book: 5)."""
+    max_history: int = 50
+    """Positives kept per row as history (prompts use the last `llm.history_titles`)."""
+    valid_small_fraction: float = 0.5
+    """Share of valid rows used for early stopping (valid_small)."""
+    warm_definition: str = "paper"
+    """'paper' (user and item each > 3 train rows) or 'not_cold' (both seen in train)."""
+    domain: str = "movie"
+    """Noun in the prompts: 'movie' or 'book'."""
+
+
+@dataclass
+class CollabConfig:
+    """A classic collaborative model (MF, LightGCN, SASRec, DIN) trained pointwise with BCE."""
+
+    model: str = "mf"
+    """mf, lightgcn, sasrec or din."""
+    overrides: dict = field(default_factory=dict)
+    """Model hyper-parameters that differ from the model's paper defaults (e.g. {dim: 64})."""
+    lr: float | None = None
+    """Adam learning rate; None: the model's paper default."""
+    weight_decay: float | None = None
+    """Adam weight decay; None: the model's paper default."""
+    batch_size: int = 1024
+    """Training batch size."""
+    epochs: int = 200
+    """Maximum epochs."""
+    patience: int = 10
+    """Epochs without valid_small AUC gain before stopping."""
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters (peft) on the backbone; paper defaults."""
+
+    r: int = 8
+    """Rank."""
+    alpha: int = 16
+    """Scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the adapter input."""
+    target_modules: list = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Module names to adapt."""
+
+
+@dataclass
+class LLMConfig:
+    """Backbone, prompt and score."""
+
+    backbone: str = "smollm2-135m"
+    """Registered name (smollm2-135m, gemma3-270m, tiny), a Hugging Face id, or a local directory."""
+    dtype: str = "auto"
+    """auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16."""
+    score: str = "yes_logit"
+    """'yes_logit': raw logit of "Yes" (official); 'yes_no_softmax': log-softmax over Yes/No."""
+    history_titles: int = 10
+    """History items shown in the prompt."""
+    max_length: int = 512
+    """Prompt token limit; the oldest history titles are dropped first when over it."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA settings."""
+
+
+@dataclass
+class StageConfig:
+    """One LoRA tuning stage (mirrors llmrec.llm.train.TrainConfig's main fields)."""
+
+    lr: float = 1e-3
+    """Peak learning rate (AdamW, warm-up then cosine)."""
+    weight_decay: float = 1e-3
+    """AdamW weight decay."""
+    batch_size: int = 16
+    """Samples per optimizer step (before accumulation)."""
+    grad_accum_steps: int = 1
+    """Gradient accumulation steps."""
+    max_samples: int | None = None
+    """Sample budget for the stage (None: `epochs` full passes)."""
+    epochs: float = 1.0
+    """Passes over the train rows when max_samples is None."""
+    warmup_ratio: float = 0.05
+    """Share of steps used for linear warm-up."""
+    eval_every: int = 50
+    """Optimizer steps between evaluations on valid_small."""
+    eval_rows: int | None = None
+    """valid_small rows used for evaluation (None: all); a fixed random subset when set."""
+    patience: int = 20
+    """Evaluations without valid AUC gain before stopping."""
+
+
+@dataclass
+class BinLLMConfig:
+    """BinLLM specifics."""
+
+    code_format: str = "dot_decimal"
+    """'binary' (32 characters) or 'dot_decimal' (four numbers joined by '.')."""
+    prompt: str = "id"
+    """'id' (titles + codes, BinLLM), 'ids_only' (BinLLM-IO), 'text' (BinLLM-TO)."""
+    tuning: str = "two_step"
+    """'two_step' (stage 1 text-only LoRA, stage 2 continues with codes) or 'intuitive' (one stage with codes)."""
+
+
+@dataclass
+class CoLLMConfig:
+    """CoLLM specifics."""
+
+    collab_model: str = "mf"
+    """Collaborative model whose embeddings are mapped: mf, lightgcn, sasrec, din."""
+    tune_collab: bool = False
+    """Also train the collaborative model in stage 2."""
+
+
+@dataclass
+class EvalConfig:
+    """Test evaluation."""
+
+    test_rows: int | None = None
+    """Score a fixed random subset of test rows (None: all)."""
+    batch_size: int = 32
+    """Scoring batch size."""
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: a method on a dataset. Sections a method does not use are ignored."""
+
+    method: str = "binllm"
+    """mf, lightgcn, sasrec, din, binmf, icl, tallrec, binllm, collm."""
+    seed: int = 2023
+    """Drives splits, sampling, initialisation."""
+    data: DataConfig = field(default_factory=DataConfig)
+    collab: CollabConfig = field(default_factory=CollabConfig)
+    encoder: dict = field(default_factory=dict)
+    """Overrides of the BinLLM encoder config (llmrec.methods.binllm.encoder.EncoderConfig)."""
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    stage1: StageConfig = field(default_factory=StageConfig)
+    """Text-only LoRA stage (TALLRec; stage 1 of BinLLM and CoLLM)."""
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(lr=1e-4, batch_size=4))
+    """Stage with collaborative information (BinLLM codes in the prompt / CoLLM mapping MLP)."""
+    binllm: BinLLMConfig = field(default_factory=BinLLMConfig)
+    collm: CoLLMConfig = field(default_factory=CoLLMConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(value, tp, where: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise LlmrecError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except LlmrecError as exc:
+                errors.append(str(exc))
+        raise LlmrecError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise LlmrecError(f"{where}: expected true/false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise LlmrecError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = float(value) if tp is float else int(value)
+        except ValueError:
+            raise LlmrecError(f"{where}: expected {tp.__name__}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and value != int(value):
+            raise LlmrecError(f"{where}: expected an integer, got {value!r}")
+        return number
+    if tp is str:
+        if not isinstance(value, (str, int, float)):
+            raise LlmrecError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    if tp in (list, dict) or origin in (list, dict):
+        base = origin or tp
+        if not isinstance(value, base):
+            raise LlmrecError(f"{where}: expected a {base.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls, data: dict | None, where: str = "config"):
+    """Build dataclass `cls` from a (partial) dict; unknown keys and wrong types give one clear line."""
+    data = data or {}
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise LlmrecError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['llm.backbone=tiny', 'stage1.lr=3e-4'] -> nested dict, values parsed as YAML scalars."""
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise LlmrecError(f"override {item!r}: expected section.field=value")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw) if raw else ""
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None,
+                cls=ExperimentConfig):
+    """Defaults <- `base` dict <- YAML file <- command-line overrides."""
+    data = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise LlmrecError(f"{path}: no such config file") from None
+        except yaml.YAMLError as exc:
+            raise LlmrecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise LlmrecError(f"{path}: expected a mapping at the top level")
+        data = _merge(data, loaded)
+    data = _merge(data, parse_overrides(overrides or []))
+    return from_dict(cls, data, str(path) if path else "config")
+
+
+def save_config(cfg, path: str | Path) -> None:
+    from llmrec.paths import atomic_file
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,112 @@
+"""A saved run is a directory: config.yaml, metrics.json, weights as safetensors, peft adapters, a log.
+
+Each file is written atomically. `metrics.json` is written last: a directory without it is an unfinished run, and
+running the same command again resumes it from its checkpoints instead of starting over.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from llmrec.config import ExperimentConfig, load_config, save_config, to_dict
+from llmrec.errors import LlmrecError
+from llmrec.paths import atomic_file
+
+
+class Run:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    @classmethod
+    def create_or_resume(cls, path: str | Path, config: ExperimentConfig) -> "Run":
+        """Start a run directory, or reopen an unfinished one made by the same config (else refuse)."""
+        run = cls(path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        cfg_file = run.path / "config.yaml"
+        if cfg_file.exists():
+            old = to_dict(load_config(cfg_file))
+            if old != to_dict(config):
+                changed = sorted(_diff(old, to_dict(config)))
+                raise LlmrecError(f"{run.path}: holds a run with a different config ({', '.join(changed[:5])}); "
+                                  "choose another --out or delete it")
+        else:
+            save_config(config, cfg_file)
+        return run
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "metrics.json").exists()
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return load_config(self.path / "config.yaml")
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+        with atomic_file(self.file(name)) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                      metadata={k: str(v) for k, v in (metadata or {}).items()})
+
+    def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        f = self.file(name)
+        if not f.exists():
+            raise LlmrecError(f"{f}: missing from the run (was it trained with this method?)")
+        return load_file(str(f))
+
+    def save_json(self, name: str, obj) -> None:
+        with atomic_file(self.file(name)) as tmp:
+            tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
+
+    def load_json(self, name: str):
+        f = self.file(name)
+        if not f.exists():
+            raise LlmrecError(f"{f}: missing from the run")
+        return json.loads(f.read_text())
+
+    def has(self, name: str) -> bool:
+        return self.file(name).exists()
+
+    def log(self, message: str) -> None:
+        with open(self.file("log.txt"), "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def finish(self, metrics: dict) -> None:
+        self.save_json("metrics.json", metrics)
+
+    @property
+    def metrics(self) -> dict:
+        return self.load_json("metrics.json")
+
+
+def open_run(path: str | Path) -> Run:
+    run = Run(path)
+    if not (run.path / "config.yaml").exists():
+        raise LlmrecError(f"{run.path}: not a run directory (no config.yaml)")
+    return run
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in set(a) | set(b):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _jsonable(obj):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from llmrec.config import ExperimentConfig, load_config, parse_overrides, save_config
+from llmrec.errors import LlmrecError
+from llmrec.runs import Run, open_run
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(None, ["llm.backbone=tiny", "stage1.lr=3e-4", "data.cuts=[0.7, 0.85]",
+                             "collm.tune_collab=true", "eval.test_rows=100", "llm.lora.r=4"])
+    assert cfg.llm.backbone == "tiny" and cfg.stage1.lr == pytest.approx(3e-4)
+    assert cfg.data.cuts == [0.7, 0.85] and cfg.collm.tune_collab is True
+    assert cfg.eval.test_rows == 100 and cfg.llm.lora.r == 4
+    assert parse_overrides(["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("llm.bogus=1", "unknown field"), ("stage1.lr=abc", "expected float"), ("eval.test_rows=1.5", "integer"),
+    ("collm.tune_collab=maybe", "true/false"), ("novalue", "section.field=value")])
+def test_bad_overrides_give_one_clear_line(override, message):
+    with pytest.raises(LlmrecError, match=message):
+        load_config(None, [override])
+
+
+def test_yaml_round_trip_and_file_errors(tmp_path):
+    cfg = load_config(None, ["method=tallrec", "stage2.max_samples=64"])
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    (tmp_path / "bad.yaml").write_text("llm: [unclosed")
+    with pytest.raises(LlmrecError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(LlmrecError, match="no such config"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_run_directory_resume_and_refuse_other_config(tmp_path):
+    cfg = ExperimentConfig(method="mf")
+    run = Run.create_or_resume(tmp_path / "r", cfg)
+    run.save_tensors("w.safetensors", {"a": torch.arange(3.0)})
+    assert not run.finished
+    again = Run.create_or_resume(tmp_path / "r", cfg)  # same config: reopened, files kept
+    assert torch.equal(again.load_tensors("w.safetensors")["a"], torch.arange(3.0))
+    with pytest.raises(LlmrecError, match="different config"):
+        Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="binllm"))
+    again.finish({"auc": 0.7})
+    assert open_run(tmp_path / "r").metrics == {"auc": 0.7}
+    with pytest.raises(LlmrecError, match="not a run directory"):
+        open_run(tmp_path / "nothing")
+    assert not list((tmp_path / "r").glob("*.tmp"))

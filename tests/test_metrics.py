@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from llmrec import metrics
+
+
+def brute_auc(y, s):
+    pos, neg = s[y == 1], s[y == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_matches_sklearn_and_brute_force_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    s = rng.integers(0, 7, 300).astype(float)  # many ties
+    assert metrics.auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert metrics.auc(y, s) == pytest.approx(brute_auc(y, s), abs=1e-12)
+
+
+def test_auc_one_class_is_nan_and_length_mismatch_raises():
+    assert np.isnan(metrics.auc([1, 1], [0.2, 0.3]))
+    with pytest.raises(ValueError):
+        metrics.auc([1, 0], [0.1])
+
+
+def test_uauc_and_gauc_against_loop_reference():
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 30, 500)
+    y = rng.integers(0, 2, 500)
+    s = rng.normal(size=500) + y
+    users = np.r_[users, 100, 101, 101]  # degenerate users: one row; one class only
+    y = np.r_[y, 1, 0, 0]
+    s = np.r_[s, 0.5, 0.1, 0.2]
+    aucs, imps, poss = [], [], []
+    for u in np.unique(users):
+        m = users == u
+        if m.sum() < 2 or len(np.unique(y[m])) < 2:
+            continue
+        aucs.append(roc_auc_score(y[m], s[m])); imps.append(m.sum()); poss.append(y[m].sum())
+    aucs, imps, poss = map(np.asarray, (aucs, imps, poss))
+    assert metrics.uauc(users, y, s) == pytest.approx(aucs.mean())
+    assert metrics.gauc(users, y, s) == pytest.approx((aucs * imps).sum() / imps.sum())
+    assert metrics.gauc(users, y, s, weight="positives") == pytest.approx((aucs * poss).sum() / poss.sum())
+    ids, _, _, _ = metrics.per_user_auc(users, y, s)
+    assert 100 not in ids and 101 not in ids
+
+
+def test_topk_metrics_brute_force():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(50, 40))
+    target = rng.integers(0, 40, 50)
+    ranks = metrics.rank_of_target(scores, target)
+    order = np.argsort(-scores, axis=1)
+    brute = np.array([int(np.flatnonzero(order[i] == target[i])[0]) + 1 for i in range(50)])
+    np.testing.assert_array_equal(ranks, brute)
+    for k in (1, 5, 10):
+        assert metrics.hit_rate(ranks, k) == pytest.approx(np.mean(brute <= k))
+        assert metrics.ndcg(ranks, k) == pytest.approx(np.mean([1 / np.log2(r + 1) if r <= k else 0 for r in brute]))
+    assert metrics.mrr(ranks) == pytest.approx(np.mean(1 / brute))
+
+
+def test_rank_ties_are_pessimistic():
+    assert metrics.rank_of_target(np.zeros((1, 5)), [2])[0] == 5
+
+
+def test_recall_and_multi_ndcg():
+    topk = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    relevant = [{2, 9}, {100}, set()]  # third user has nothing held out: skipped, not NaN
+    assert metrics.recall_at_k(topk, relevant, 2) == pytest.approx((1 / 2 + 0) / 2)
+    disc = 1 / np.log2(np.arange(2, 6))
+    expected = (disc[1] / disc[:2].sum() + 0) / 2
+    assert metrics.ndcg_at_k_multi(topk, relevant, 4) == pytest.approx(expected)
