@@ -119,3 +119,16 @@ def click_metrics(users, labels, scores, prefix: str = "") -> dict[str, float]:
     """AUC, UAUC and impression-weighted GAUC in one dict."""
     return {f"{prefix}auc": auc(labels, scores), f"{prefix}uauc": uauc(users, labels, scores),
             f"{prefix}gauc": gauc(users, labels, scores), f"{prefix}rows": float(len(np.asarray(labels)))}
+
+
+def frame_metrics(frame, scores) -> dict[str, float]:
+    """click_metrics of a click frame's scores overall, then on its warm rows (prefix warm_) and the rest (cold_)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    users, labels = frame["user_id"].to_numpy(), frame["label"].to_numpy()
+    out = click_metrics(users, labels, scores)
+    if "warm" in frame.columns:
+        warm = frame["warm"].to_numpy().astype(bool)
+        for prefix, rows in (("warm_", warm), ("cold_", ~warm)):
+            if rows.any():
+                out.update(click_metrics(users[rows], labels[rows], scores[rows], prefix=prefix))
+    return out
