@@ -1,0 +1,142 @@
+"""The `llmrec` command: one subcommand per user task. Thin: parse, call a recipe, print."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from llmrec.errors import LlmrecError
+
+
+def _data(args) -> None:
+    from llmrec.data import info, registry
+
+    if args.action == "list":
+        for name in registry.list_datasets():
+            print(name)
+        return
+    if not args.name:
+        raise LlmrecError("data info: give a dataset name (see `llmrec data list`)")
+    options = {"path": args.path} if args.path else {}
+    if args.name == "collm":
+        print(info.format_info(info.describe_split(registry.load_click_split("collm", **options))))
+    else:
+        print(info.format_info(info.describe(registry.load_dataset(args.name, **options))))
+
+
+def _train(args) -> None:
+    from llmrec import experiment
+
+    cfg = experiment.make_config(args.method, args.config, args.overrides)
+    out = Path(args.out or Path("runs") / f"{cfg.method}-{cfg.data.dataset}")
+    metrics = experiment.train(cfg, out)
+    print(experiment.format_metrics(cfg.method, metrics))
+    print(f"run saved in {out}")
+
+
+def _evaluate(args) -> None:
+    from llmrec import experiment
+
+    print(experiment.format_metrics(None, experiment.evaluate(args.run, parts=args.parts.split(","))))
+
+
+def _recommend(args) -> None:
+    from llmrec.recommender import Recommender
+
+    rec = Recommender.from_pretrained(args.run)
+    candidates = [int(c) for c in args.candidates.split(",")] if args.candidates else None
+    for rank, (item, title, score) in enumerate(rec.recommend(args.user, k=args.k, candidates=candidates), 1):
+        print(f"{rank:>3}  {score:9.4f}  {item:>6}  {title}")
+
+
+def _score(args) -> None:
+    from llmrec.recommender import Recommender
+
+    rec = Recommender.from_pretrained(args.run)
+    out = rec.score_csv(args.pairs)
+    if args.output:
+        out.to_csv(args.output, index=False)
+        print(f"wrote {len(out)} scores to {args.output}")
+    else:
+        print(out.to_csv(index=False), end="")
+
+
+def _benchmark(args) -> None:
+    from llmrec import experiment
+
+    table = experiment.benchmark(args.methods.split(","), args.config, args.overrides, Path(args.out))
+    print(table)
+
+
+def _demo(args) -> None:
+    from llmrec import demo
+
+    demo.main(out=Path(args.out), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmrec", description="Collaborative information in LLM recommenders.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="list datasets or describe one")
+    d.add_argument("action", choices=["list", "info"])
+    d.add_argument("name", nargs="?")
+    d.add_argument("--path", help="file or directory for sources that read your files")
+    d.set_defaults(func=_data)
+
+    t = sub.add_parser("train", help="train and evaluate a method; the run directory is resumable")
+    t.add_argument("method", help="mf, lightgcn, sasrec, din, binmf, icl, tallrec, binllm, collm")
+    t.add_argument("--config", help="YAML config (see configs/)")
+    t.add_argument("--out", help="run directory (default runs/METHOD-DATASET)")
+    t.add_argument("overrides", nargs="*", help="section.field=value, e.g. llm.backbone=tiny stage1.lr=3e-4")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a saved run")
+    e.add_argument("run")
+    e.add_argument("--parts", default="test", help="comma-separated: valid, valid_small, test")
+    e.set_defaults(func=_evaluate)
+
+    r = sub.add_parser("recommend", help="top-k items for a user from a saved run")
+    r.add_argument("run")
+    r.add_argument("--user", required=True, type=int, help="internal user id")
+    r.add_argument("-k", type=int, default=10)
+    r.add_argument("--candidates", help="comma-separated item ids to rank (default: all unseen items)")
+    r.set_defaults(func=_recommend)
+
+    s = sub.add_parser("score", help="score (user_id, item_id) pairs from a CSV")
+    s.add_argument("run")
+    s.add_argument("pairs", help="CSV with columns user_id,item_id")
+    s.add_argument("--output", help="write scores here instead of stdout")
+    s.set_defaults(func=_score)
+
+    b = sub.add_parser("benchmark", help="run several methods on one dataset; markdown table + PNG figures")
+    b.add_argument("--methods", required=True, help="comma-separated methods")
+    b.add_argument("--config", help="YAML config shared by all methods")
+    b.add_argument("--out", default="runs/benchmark")
+    b.add_argument("overrides", nargs="*")
+    b.set_defaults(func=_benchmark)
+
+    m = sub.add_parser("demo", help="the main job: MF, TALLRec and BinLLM on ml-100k with the embedded LLM")
+    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--quick", action="store_true", help="tiny budget (a minute), to check the pipeline")
+    m.set_defaults(func=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except LlmrecError as exc:
+        print(f"llmrec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmrec: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,629 @@
+"""The one training loop every LLM method uses (TALLRec, BinLLM, CoLLM, LC-Rec, CLLM4Rec).
+
+It knows nothing about prompts: a method hands it a `Task` (a module plus how to batch, score and
+lose on rows of a table) and gets back the best trainable state, selected on evaluation metrics.
+
+    result = fit(task, n_train_rows=len(train), eval_rows=len(valid), evaluate=lambda s: {"auc": auc(y, s)},
+                 config=TrainConfig(lr=1e-3, batch_size=16, epochs=2), out_dir=run_dir, eval_task=valid_task)
+    test_scores = predict_rows(test_task, len(test), batch_size=32)
+
+Recipe (PAPERS.md "LLM training recipe"): AdamW over the trainable parameters only, linear warm-up once for
+the whole run then cosine decay to 0, evaluation every `eval_every` optimizer steps, keep the best state,
+stop after `patience` evaluations without gain. Runs plain on one CPU process or under `accelerate launch`
+(DDP); a killed run re-run with the same arguments resumes from `out_dir/checkpoint/` with the same batches.
+
+Distributed layout: each optimizer step consumes `grad_accum_steps` global micro-batches of
+`batch_size * num_processes` rows taken in order from a per-epoch permutation of the train rows (seeded by
+(seed, epoch)); process r takes the r-th slice of `batch_size` rows. A trailing partial global batch is skipped
+(a different handful of rows each epoch), so every micro-batch has the same size and the DDP gradient mean is
+the mean over the global batch. Evaluation rows are split into contiguous shards, one per process, and gathered
+back exactly once each, in order (not `gather_for_metrics`, which relies on a prepared DataLoader's
+remainder bookkeeping and pads shards by repeating rows).
+
+Scope: one process or DDP over any number of processes (bf16 autocast on CUDA). FSDP / DeepSpeed sharding
+is not supported yet: the task calls its own module and checkpoints hold full tensors. For a task whose loss
+leaves some trainable parameters unused, pass `accelerator=Accelerator(kwargs_handlers=
+[DistributedDataParallelKwargs(find_unused_parameters=True)])`.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import broadcast_object_list, gather_object, send_to_device, set_seed
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from llmrec.errors import LlmrecError
+from llmrec.paths import atomic_dir, atomic_file
+
+CHECKPOINT_VERSION = 1
+TRAINABLE_FILE = "trainable.safetensors"
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the loop needs from a method: a module, and how to batch, lose and score rows of one table."""
+
+    def trainable_module(self) -> torch.nn.Module:
+        """The module whose `requires_grad` parameters are trained, checkpointed and saved."""
+
+    def collate(self, rows: list[int]) -> dict:
+        """Row indices of this task's table -> a batch (CPU tensors; optional int `n_tokens` for throughput).
+
+        Should depend on the rows only (derive any randomness from row ids and a seed): it may run in a
+        DataLoader worker, whose RNG is not part of a checkpoint.
+        """
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Scalar training loss of a batch (a mean over its rows)."""
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        """[B] scores of a batch, for evaluation (called under no_grad, module in eval mode)."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and selection settings of one training run (defaults: the papers' LoRA recipe)."""
+
+    lr: float = 1e-3
+    """Peak learning rate of AdamW (reached at the end of warm-up)."""
+    weight_decay: float = 1e-3
+    """AdamW decoupled weight decay, applied to matrices only (biases and norm weights, ndim < 2, get none)."""
+    warmup_steps: int | None = None
+    """Linear warm-up length in optimizer steps; overrides `warmup_ratio` when set."""
+    warmup_ratio: float = 0.05
+    """Warm-up length as a fraction of the planned optimizer steps (rounded up), used when `warmup_steps` is None."""
+    batch_size: int = 16
+    """Rows per micro-batch per process (the papers: 16 per GPU; BinLLM stage 2: 4)."""
+    grad_accum_steps: int = 1
+    """Micro-batches accumulated per optimizer step; global batch = batch_size * grad_accum_steps * processes."""
+    max_steps: int | None = None
+    """Upper bound on optimizer steps. The plan is the smallest of max_steps, epochs and max_samples that are set."""
+    epochs: float | None = None
+    """Passes over the train rows (may be fractional)."""
+    max_samples: int | None = None
+    """Sample budget: training rows consumed over all processes (whole optimizer steps only)."""
+    eval_every: int = 50
+    """Evaluate every this many optimizer steps (and always at the end); the papers: 50 (ML-1M), 100 (Book)."""
+    eval_at_start: bool = False
+    """Also evaluate the untrained state at step 0 (it can then be selected as the best)."""
+    patience: int | None = 20
+    """Stop after this many consecutive evaluations without gain over the best; None never stops early."""
+    eval_batch_size: int | None = None
+    """Rows per evaluation batch per process; None uses `batch_size`."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm to this value; None (the papers) does not clip."""
+    seed: int = 2023
+    """Seeds the per-epoch order of the train rows and the RNGs (dropout) at the start of a run."""
+    log_every: int = 10
+    """Record mean loss and learning rate in `train_log` every this many optimizer steps."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every this many optimizer steps (a checkpoint is always written after each evaluation)."""
+    num_workers: int = 0
+    """DataLoader worker processes that run `collate`; 0 collates in the training process."""
+    bf16: bool | None = None
+    """bf16 autocast; None = on when CUDA supports bf16, off on CPU."""
+
+    def validate(self) -> None:
+        def bad(name: str, why: str):
+            raise LlmrecError(f"TrainConfig.{name}: {why} (got {getattr(self, name)!r})")
+
+        if not self.lr > 0:
+            bad("lr", "must be > 0")
+        if self.weight_decay < 0:
+            bad("weight_decay", "must be >= 0")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            bad("warmup_steps", "must be >= 0")
+        if not 0 <= self.warmup_ratio < 1:
+            bad("warmup_ratio", "must be in [0, 1)")
+        for name in ("batch_size", "grad_accum_steps", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        for name in ("max_steps", "max_samples", "patience", "checkpoint_every", "eval_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                bad(name, "must be >= 1 or None")
+        if self.epochs is not None and not self.epochs > 0:
+            bad("epochs", "must be > 0 or None")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            bad("max_grad_norm", "must be > 0 or None")
+        if self.num_workers < 0:
+            bad("num_workers", "must be >= 0")
+        if self.max_steps is None and self.epochs is None and self.max_samples is None:
+            raise LlmrecError("TrainConfig: set at least one of max_steps, epochs, max_samples")
+
+
+# Fields that do not change which batches are seen or which parameters come out; they may differ on resume.
+_COSMETIC_FIELDS = {"log_every", "num_workers", "eval_batch_size", "checkpoint_every"}
+
+
+@dataclass
+class TrainResult:
+    """What a finished `fit` reports; the module already holds the best trainable state."""
+
+    best_step: int
+    """Optimizer step whose state was selected (the last step when there was no evaluation)."""
+    best_metrics: dict
+    """`evaluate`'s metrics at best_step ({} without evaluation)."""
+    history: list[dict]
+    """One dict per evaluation: step, epoch, samples, train_loss, train_seconds, the metrics, is_best."""
+    steps: int
+    """Optimizer steps taken in total (across resumed sessions)."""
+    samples_seen: int
+    """Training rows consumed over all processes."""
+    train_seconds: float
+    """Wall time spent in training steps (evaluation and checkpoints excluded), across resumed sessions."""
+    tokens_per_second: float | None
+    """Training tokens per second over all processes, when batches expose `n_tokens`."""
+    step_seconds: list[float]
+    """Wall time of each optimizer step run in this call (data, forward, backward, update)."""
+    train_log: list[dict] = field(default_factory=list)
+    """Every `log_every` steps: step, mean loss over the window (all processes), lr used, mean step seconds."""
+    stopped_early: bool = False
+    """True when `patience` evaluations without gain ended the run before the planned steps."""
+    planned_steps: int = 0
+    """Optimizer steps the schedule was planned for."""
+
+    @property
+    def mean_step_seconds(self) -> float | None:
+        return float(np.mean(self.step_seconds)) if self.step_seconds else None
+
+
+# ---------------------------------------------------------------- trainable state on disk
+
+def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The `requires_grad` parameters by name, detached CPU copies."""
+    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def save_trainable(module: torch.nn.Module, path: str | Path) -> None:
+    """Write the trainable parameters as safetensors, atomically."""
+    with atomic_file(path) as tmp:
+        save_file(trainable_state(module), str(tmp))
+
+
+def load_trainable(module: torch.nn.Module, path: str | Path) -> None:
+    """Copy saved trainable parameters into `module`; the names must match its trainable parameters exactly."""
+    path = Path(path)
+    if not path.is_file():
+        raise LlmrecError(f"{path}: no trainable-state file")
+    saved = load_file(str(path))
+    params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    missing, extra = sorted(params.keys() - saved.keys()), sorted(saved.keys() - params.keys())
+    if missing or extra:
+        raise LlmrecError(f"{path}: trainable parameters differ from the module's "
+                          f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    with torch.no_grad():
+        for n, p in params.items():
+            if saved[n].shape != p.shape:
+                raise LlmrecError(f"{path}: parameter {n} has shape {tuple(saved[n].shape)}, "
+                                  f"the module's is {tuple(p.shape)}")
+            p.copy_(saved[n].to(p.device, p.dtype))
+
+
+# ---------------------------------------------------------------- accelerator and evaluation
+
+def make_accelerator(bf16: bool | None = None) -> Accelerator:
+    """An Accelerator with bf16 autocast when asked (None: when CUDA supports it), reusing a running state."""
+    if AcceleratorState._shared_state:  # already initialised in this process (its precision cannot change)
+        acc = Accelerator()
+        if bf16 is not None and (acc.mixed_precision == "bf16") != bf16:
+            raise LlmrecError(f"TrainConfig.bf16={bf16} but this process already runs Accelerate with "
+                              f"mixed_precision={acc.mixed_precision!r}")
+        return acc
+    if bf16 is None:
+        import os
+        if os.environ.get("ACCELERATE_MIXED_PRECISION"):  # set by `accelerate launch`: respect it
+            return Accelerator()
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return Accelerator(mixed_precision="bf16" if bf16 else "no")
+
+
+def _shard(n_rows: int, num_processes: int, index: int) -> range:
+    """Contiguous shard of rows for one process; shards are full except the last non-empty one."""
+    chunk = math.ceil(n_rows / num_processes) if n_rows else 0
+    return range(min(n_rows, index * chunk), min(n_rows, (index + 1) * chunk))
+
+
+def predict_rows(task: Task, n_rows: int, batch_size: int, accelerator: Accelerator | None = None) -> np.ndarray:
+    """Scores of rows 0..n_rows-1 of `task`'s table, in row order, on every process (each row scored once).
+
+    Rows are sharded over the processes; call it on all of them. The module is put in eval mode for the call.
+    """
+    if n_rows < 0 or batch_size < 1:
+        raise LlmrecError(f"predict_rows: n_rows must be >= 0 and batch_size >= 1 (got {n_rows}, {batch_size})")
+    acc = accelerator or make_accelerator()
+    module = task.trainable_module()
+    module.to(acc.device)
+    was_training = module.training
+    module.eval()
+    mine = _shard(n_rows, acc.num_processes, acc.process_index)
+    chunk = math.ceil(n_rows / acc.num_processes) if n_rows else 0
+    parts = []
+    try:
+        with torch.no_grad(), acc.autocast():
+            for start in range(mine.start, mine.stop, batch_size):
+                rows = list(range(start, min(start + batch_size, mine.stop)))
+                batch = send_to_device(task.collate(rows), acc.device)
+                scores = task.predict(batch).reshape(-1)
+                if scores.numel() != len(rows):
+                    raise LlmrecError(f"Task.predict returned {scores.numel()} scores for {len(rows)} rows")
+                parts.append(scores.float())
+    finally:
+        module.train(was_training)
+    local = torch.cat(parts) if parts else torch.empty(0, device=acc.device)
+    if acc.num_processes == 1:
+        return local.cpu().numpy()
+    # pad every shard to the same length, gather, keep the real entries (padding is only at shard ends)
+    padded = torch.full((chunk,), float("nan"), device=acc.device)
+    padded[: len(local)] = local
+    valid = torch.zeros(chunk, dtype=torch.bool, device=acc.device)
+    valid[: len(local)] = True
+    scores, valid = acc.gather(padded), acc.gather(valid)
+    out = scores[valid].cpu().numpy()
+    assert len(out) == n_rows, (len(out), n_rows)
+    return out
+
+
+# ---------------------------------------------------------------- the plan of batches
+
+@dataclass(frozen=True)
+class _Plan:
+    n_train_rows: int
+    batch_size: int
+    num_processes: int
+    grad_accum_steps: int
+    seed: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.num_processes
+
+    @property
+    def micro_per_epoch(self) -> int:
+        return self.n_train_rows // self.global_batch
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_train_rows)
+
+    def my_rows(self, order: np.ndarray, pos: int, process_index: int) -> list[int]:
+        """Rows this process takes from micro-batch `pos` of an epoch with row order `order`."""
+        start = pos * self.global_batch + process_index * self.batch_size
+        return order[start:start + self.batch_size].tolist()
+
+
+def _planned_steps(cfg: TrainConfig, plan: _Plan) -> int:
+    bounds = []
+    if cfg.max_steps is not None:
+        bounds.append(cfg.max_steps)
+    if cfg.epochs is not None:
+        bounds.append(math.floor(cfg.epochs * plan.micro_per_epoch / cfg.grad_accum_steps))
+    if cfg.max_samples is not None:
+        bounds.append(cfg.max_samples // (plan.global_batch * cfg.grad_accum_steps))
+    steps = min(bounds)
+    if steps < 1:
+        raise LlmrecError(f"TrainConfig: the budget (max_steps={cfg.max_steps}, epochs={cfg.epochs}, "
+                          f"max_samples={cfg.max_samples}) is less than one optimizer step of "
+                          f"{plan.global_batch * cfg.grad_accum_steps} rows")
+    return steps
+
+
+class _Batches:
+    """Yields this process's micro-batches from global micro-batch `start` on, collated (maybe by workers)."""
+
+    def __init__(self, task: Task, plan: _Plan, process_index: int, start: int, num_workers: int, pin: bool):
+        self.task, self.plan, self.rank, self.next, self.workers, self.pin = \
+            task, plan, process_index, start, num_workers, pin
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            epoch, pos = divmod(self.next, self.plan.micro_per_epoch)
+            order = self.plan.epoch_order(epoch)
+            lists = [self.plan.my_rows(order, p, self.rank) for p in range(pos, self.plan.micro_per_epoch)]
+            if self.workers == 0:
+                batches = map(self.task.collate, lists)
+            else:  # batch_size=None: collate_fn is applied to each row list as is. Its own generator, so
+                # starting a loader (which draws worker seeds) leaves the global RNG, hence resume, untouched.
+                gen = torch.Generator().manual_seed(self.plan.seed * 1_000_003 + epoch)
+                batches = torch.utils.data.DataLoader(lists, batch_size=None, collate_fn=self.task.collate,
+                                                      num_workers=self.workers, pin_memory=self.pin,
+                                                      generator=gen)
+            for b in batches:
+                self.next += 1
+                yield b
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _rng_state() -> dict:
+    py = random.getstate()
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": [py[0], list(py[1]), py[2]],
+             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+             "torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    v, internal, gauss = state["python"]
+    random.setstate((v, tuple(internal), gauss))
+    name, keys, pos, has_gauss, g = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, g))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _run_key(cfg: TrainConfig, plan: _Plan, eval_rows: int | None, selection_metric: str,
+             higher_is_better: bool) -> dict:
+    key = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _COSMETIC_FIELDS}
+    key.update(n_train_rows=plan.n_train_rows, num_processes=plan.num_processes, eval_rows=eval_rows,
+               selection_metric=selection_metric, higher_is_better=higher_is_better)
+    return key
+
+
+def _plain(metrics: dict) -> dict:
+    """Metric values as plain Python numbers (numpy/torch scalars do not serialise to JSON)."""
+    if not isinstance(metrics, dict):
+        raise LlmrecError(f"fit: evaluate() must return a dict of metrics, got {type(metrics).__name__}")
+    return {str(k): (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+# ---------------------------------------------------------------- fit
+
+def fit(task: Task, n_train_rows: int, eval_rows: int | None,
+        evaluate: Callable[[np.ndarray], dict] | None, config: TrainConfig, out_dir: str | Path,
+        selection_metric: str = "auc", higher_is_better: bool = True, *,
+        eval_task: Task | None = None, accelerator: Accelerator | None = None) -> TrainResult:
+    """Train `task`'s trainable parameters; evaluate, select, early-stop, checkpoint; resume if a checkpoint exists.
+
+    n_train_rows: rows 0..n-1 of `task`'s table are the training set.
+    eval_rows: number of evaluation rows (0..eval_rows-1 of `eval_task`'s table); None trains without evaluation
+        (the final state is then the result).
+    evaluate: scores of the eval rows, in row order -> {metric: value}; must contain `selection_metric`.
+    eval_task: the same trainable module over the evaluation table; defaults to `task` (for tasks whose collate
+        serves evaluation rows too).
+    out_dir: holds `checkpoint/` (resume state, `log.jsonl` of evaluations) and `best/` (selected trainable
+        weights `trainable.safetensors` + `best.json`). Re-running with the same arguments after a kill resumes
+        with the same subsequent batches; re-running a finished run returns its result.
+    Call it on every process under `accelerate launch`; all return the same steps, selection and metrics
+    (timings are each process's own).
+    """
+    config.validate()
+    out_dir = Path(out_dir)
+    eval_task = eval_task or task
+    module = task.trainable_module()
+    if eval_task.trainable_module() is not module:
+        raise LlmrecError("fit: eval_task must share task's trainable module (it scores the state being trained)")
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise LlmrecError("fit: the task's trainable module has no parameters with requires_grad=True")
+    if n_train_rows < 1:
+        raise LlmrecError(f"fit: n_train_rows must be >= 1 (got {n_train_rows})")
+    if eval_rows is not None and (eval_rows < 1 or evaluate is None):
+        raise LlmrecError("fit: eval_rows must be >= 1 and come with an `evaluate` function (or be None)")
+
+    acc = accelerator or make_accelerator(config.bf16)
+    main = acc.is_main_process
+    plan = _Plan(n_train_rows, config.batch_size, acc.num_processes, config.grad_accum_steps, config.seed)
+    if plan.micro_per_epoch < 1:
+        raise LlmrecError(f"fit: n_train_rows={n_train_rows} is fewer than one global batch "
+                          f"(batch_size {config.batch_size} x {acc.num_processes} processes)")
+    total = _planned_steps(config, plan)
+    # ceil like transformers, minus float noise (0.1 * 30 = 3.0000000000000004 must give 3)
+    warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total - 1e-9)
+    run_key = _run_key(config, plan, eval_rows, selection_metric, higher_is_better)
+    ckpt_dir, best_dir = out_dir / "checkpoint", out_dir / "best"
+    eval_bs = config.eval_batch_size or config.batch_size
+
+    # The loss goes through a module that DDP can wrap: its forward is the task's loss, its parameters the
+    # task module's, so gradients are averaged over processes whatever the task does inside `loss`.
+    wrapper = _LossModule(task)
+    wrapper = acc.prepare_model(wrapper)
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    optimizer = acc.prepare_optimizer(optimizer)
+    # Not prepared: Accelerate's scheduler wrapper steps once per process, we want one step per optimizer step.
+    from transformers import get_cosine_schedule_with_warmup  # here: importing transformers takes seconds
+
+    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total)
+
+    s = {"version": CHECKPOINT_VERSION, "run": run_key, "step": 0, "micro": 0, "best_value": None,
+         "best_step": None, "best_metrics": {}, "evals_without_gain": 0, "last_eval_step": None,
+         "train_seconds": 0.0, "tokens_seen": 0, "finished": False, "stopped_early": False,
+         "loss_sum": 0.0, "loss_count": 0, "win_loss": 0.0, "win_secs": 0.0, "win_n": 0}
+    history: list[dict] = []
+    train_log: list[dict] = []
+    set_seed(config.seed, device_specific=True)
+    if (ckpt_dir / "state.json").is_file():
+        saved = json.loads((ckpt_dir / "state.json").read_text())
+        if saved.get("version") != CHECKPOINT_VERSION:
+            raise LlmrecError(f"{ckpt_dir}: checkpoint version {saved.get('version')}, "
+                              f"this llmrec writes {CHECKPOINT_VERSION}; delete it to start over")
+        diff = sorted(k for k in run_key.keys() | saved["run"].keys() if run_key.get(k) != saved["run"].get(k))
+        if diff:
+            k = diff[0]
+            raise LlmrecError(f"{ckpt_dir}: written with {k}={saved['run'].get(k)!r}, now {run_key.get(k)!r} "
+                              f"(differing: {', '.join(diff)}); use the same settings or delete it")
+        s.update(saved)
+        load_trainable(module, ckpt_dir / TRAINABLE_FILE)
+        opt = torch.load(ckpt_dir / "optim.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(opt["optimizer"])
+        scheduler.load_state_dict(opt["scheduler"])
+        rng = json.loads((ckpt_dir / "rng.json").read_text())
+        if len(rng) == acc.num_processes:
+            _set_rng_state(rng[acc.process_index])
+        history = _read_jsonl(ckpt_dir / "log.jsonl")
+        train_log = _read_jsonl(ckpt_dir / "train_log.jsonl")
+        acc.wait_for_everyone()  # nobody rewrites the checkpoint before all have read it
+
+    def save_checkpoint():
+        rng = gather_object([_rng_state()])  # every process's RNG, so each resumes its own dropout stream
+        if main:
+            with atomic_dir(ckpt_dir) as tmp:
+                save_file(trainable_state(module), str(tmp / TRAINABLE_FILE))
+                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                           tmp / "optim.pt")
+                (tmp / "rng.json").write_text(json.dumps(rng))
+                _write_jsonl(tmp / "log.jsonl", history)
+                _write_jsonl(tmp / "train_log.jsonl", train_log)
+                (tmp / "state.json").write_text(json.dumps(s, indent=1))
+        acc.wait_for_everyone()
+
+    def save_best(metrics: dict):
+        if main:
+            with atomic_dir(best_dir) as tmp:
+                save_file(trainable_state(module), str(tmp / TRAINABLE_FILE))
+                (tmp / "best.json").write_text(json.dumps({"step": s["step"], "metrics": metrics}, indent=1))
+        acc.wait_for_everyone()
+
+    def run_eval() -> dict:
+        scores = predict_rows(eval_task, eval_rows, eval_bs, acc)
+        metrics = _plain(evaluate(scores))  # on every process (user code may expect it), but
+        metrics = broadcast_object_list([metrics])[0]  # the main process's metrics decide for all
+        if selection_metric not in metrics:
+            raise LlmrecError(f"fit: evaluate() returned {sorted(metrics)}, no selection metric "
+                              f"{selection_metric!r}")
+        value = float(metrics[selection_metric])
+        best = s["best_value"]
+        if best is None:  # the first evaluation always sets a best state, even a NaN one (one-class rows)
+            gain = True
+        elif math.isnan(value):
+            gain = False
+        else:
+            gain = math.isnan(best) or (value > best if higher_is_better else value < best)
+        if gain:
+            s.update(best_value=value, best_step=s["step"], best_metrics=metrics, evals_without_gain=0)
+            save_best(metrics)
+        else:
+            s["evals_without_gain"] += 1
+        row = {"step": s["step"], "epoch": s["micro"] / plan.micro_per_epoch,
+               "samples": s["step"] * plan.global_batch * config.grad_accum_steps,
+               "train_loss": s["loss_sum"] / s["loss_count"] if s["loss_count"] else None,
+               "train_seconds": round(s["train_seconds"], 3), **metrics, "is_best": gain}
+        history.append(row)
+        s.update(last_eval_step=s["step"], loss_sum=0.0, loss_count=0)
+        if main:
+            best_txt = f"best {_fmt(s['best_value'])} @ {s['best_step']}"
+            tqdm.write(f"step {s['step']}/{total} | " + " ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
+                       + f" | {best_txt} | no gain x{s['evals_without_gain']}")
+        save_checkpoint()
+        return metrics
+
+    def patience_out() -> bool:
+        return config.patience is not None and s["evals_without_gain"] >= config.patience
+
+    step_seconds: list[float] = []
+    if not s["finished"]:
+        wrapper.train()
+        if eval_rows is not None and config.eval_at_start and s["step"] == 0 and s["last_eval_step"] is None:
+            run_eval()
+        batches = iter(_Batches(task, plan, acc.process_index, s["micro"], config.num_workers,
+                                pin=acc.device.type == "cuda"))
+        bar = tqdm(total=total, initial=s["step"], disable=not main, desc="train", dynamic_ncols=True)
+        postfix = {selection_metric: _fmt(history[-1][selection_metric])} if history else {}
+        try:
+            while s["step"] < total and not patience_out():
+                t0 = time.perf_counter()
+                lr = optimizer.param_groups[0]["lr"]
+                loss_sum = torch.zeros((), device=acc.device)
+                tokens = 0
+                for m in range(config.grad_accum_steps):
+                    batch = next(batches)
+                    tokens += int(batch.get("n_tokens", 0)) if isinstance(batch, dict) else 0
+                    batch = send_to_device(batch, acc.device)
+                    sync = m == config.grad_accum_steps - 1  # DDP all-reduce on the last micro-batch only
+                    with contextlib.nullcontext() if sync else acc.no_sync(wrapper):
+                        loss = wrapper(batch)
+                        acc.backward(loss / config.grad_accum_steps)
+                    loss_sum += loss.detach().float()
+                if config.max_grad_norm is not None:
+                    acc.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = acc.reduce(loss_sum / config.grad_accum_steps, "mean").item()
+                if not math.isfinite(step_loss):
+                    raise RuntimeError(f"training loss is {step_loss} at step {s['step'] + 1} (lr {lr:.3g})")
+                dt = time.perf_counter() - t0
+                step_seconds.append(dt)
+                s["step"] += 1
+                s["micro"] += config.grad_accum_steps
+                s["train_seconds"] += dt
+                s["tokens_seen"] += int(acc.reduce(torch.tensor(tokens, device=acc.device), "sum").item()) \
+                    if acc.num_processes > 1 else tokens
+                s["loss_sum"] += step_loss
+                s["loss_count"] += 1
+                s["win_loss"] += step_loss  # the log window lives in the checkpoint state too
+                s["win_secs"] += dt
+                s["win_n"] += 1
+                if s["step"] % config.log_every == 0:
+                    train_log.append({"step": s["step"], "loss": s["win_loss"] / s["win_n"], "lr": lr,
+                                      "step_seconds": s["win_secs"] / s["win_n"]})
+                    s.update(win_loss=0.0, win_secs=0.0, win_n=0)
+                postfix["loss"] = f"{step_loss:.4f}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(1)
+                if eval_rows is not None and s["step"] % config.eval_every == 0:
+                    metrics = run_eval()
+                    postfix[selection_metric] = _fmt(metrics[selection_metric])
+                    wrapper.train()
+                elif config.checkpoint_every and s["step"] % config.checkpoint_every == 0:
+                    save_checkpoint()
+        finally:
+            bar.close()
+        s["stopped_early"] = s["step"] < total
+        if eval_rows is not None and s["last_eval_step"] != s["step"]:
+            run_eval()
+        if eval_rows is None:
+            s.update(best_step=s["step"], best_metrics={})
+            save_best({})
+        s["finished"] = True
+        save_checkpoint()
+
+    load_trainable(module, best_dir / TRAINABLE_FILE)
+    return TrainResult(
+        best_step=s["best_step"], best_metrics=s["best_metrics"], history=history, steps=s["step"],
+        samples_seen=s["step"] * plan.global_batch * config.grad_accum_steps,
+        train_seconds=s["train_seconds"],
+        tokens_per_second=(s["tokens_seen"] / s["train_seconds"]) if s["tokens_seen"] and s["train_seconds"] else None,
+        step_seconds=step_seconds, train_log=train_log, stopped_early=s["stopped_early"], planned_steps=total)
+
+
+class _LossModule(torch.nn.Module):
+    """forward(batch) = task.loss(batch); holds the task's module so DDP sees (and syncs) its parameters."""
+
+    def __init__(self, task: Task):
+        super().__init__()
+        self.inner = task.trainable_module()
+        self.__dict__["_task"] = task  # not registered: a task that is itself a Module must not nest twice
+
+    def forward(self, batch):
+        return self._task.loss(batch)

@@ -1,0 +1,99 @@
+"""BinLLM end to end: train the text-like encoder, write its codes into the prompt, tune the LLM.
+
+two_step (paper): stage 1 = TALLRec (LoRA on the text-only prompt), stage 2 = LoRA continues on the prompt with
+codes, encoder frozen. intuitive (ablation): one stage with codes from the start, using the stage 1 settings.
+Prompt variants: 'id' (titles + codes, BinLLM), 'ids_only' (BinLLM-IO), 'text' (BinLLM-TO: stage 1 only).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmrec.config import ExperimentConfig, from_dict
+from llmrec.data.types import ClickSplit
+from llmrec.errors import LlmrecError
+from llmrec.llm.backbones import load_backbone
+from llmrec.methods import collab_recipe
+from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig, bits_to_text
+from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage_summary, test_metrics,
+                                  train_stage)
+from llmrec.methods.tallrec.recipe import text_prompts
+from llmrec.runs import Run
+
+PROMPTS = ("id", "ids_only", "text")
+TUNINGS = ("two_step", "intuitive")
+
+
+class Codes:
+    """The encoder's binary codes of every user and item, and their text form."""
+
+    def __init__(self, user_bits: np.ndarray, item_bits: np.ndarray, code_format: str):
+        self.user_bits, self.item_bits, self.code_format = user_bits, item_bits, code_format
+        self._cache: dict[tuple[str, int], str] = {}
+
+    def _text(self, kind: str, bits: np.ndarray, i: int) -> str:
+        if not 0 <= i < len(bits):
+            raise LlmrecError(f"{kind} id {i} has no code (known ids: 0..{len(bits) - 1})")
+        key = (kind, i)
+        if key not in self._cache:
+            self._cache[key] = bits_to_text(bits[i], self.code_format)
+        return self._cache[key]
+
+    def user(self, u: int) -> str:
+        return self._text("user", self.user_bits, u)
+
+    def item(self, i: int) -> str:
+        return self._text("item", self.item_bits, i)
+
+    @classmethod
+    def load(cls, run: Run, code_format: str) -> "Codes":
+        t = run.load_tensors("codes.safetensors")
+        return cls(t["user_bits"].numpy(), t["item_bits"].numpy(), code_format)
+
+
+def check(cfg: ExperimentConfig) -> None:
+    b = cfg.binllm
+    if b.prompt not in PROMPTS:
+        raise LlmrecError(f"binllm.prompt: {b.prompt!r} is not one of {', '.join(PROMPTS)}")
+    if b.tuning not in TUNINGS:
+        raise LlmrecError(f"binllm.tuning: {b.tuning!r} is not one of {', '.join(TUNINGS)}")
+    if b.code_format not in ("binary", "dot_decimal"):
+        raise LlmrecError(f"binllm.code_format: {b.code_format!r} is not 'binary' or 'dot_decimal'")
+
+
+def train_codes(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> tuple[Codes, dict]:
+    """Train the text-like encoder (resumable) and cache its codes in the run."""
+    torch.manual_seed(cfg.seed)
+    encoder = BinaryEncoder(split.n_users, split.n_items, from_dict(EncoderConfig, cfg.encoder, "encoder"))
+    result = collab_recipe.train_model(cfg, split, run, encoder, "encoder")
+    user_bits, item_bits = result.model.all_codes()
+    run.save_tensors("codes.safetensors", {"user_bits": torch.from_numpy(user_bits),
+                                           "item_bits": torch.from_numpy(item_bits)})
+    summary = {"test": result.test, "best_epoch": result.best_epoch, "best_valid_auc": result.best_valid_auc,
+               "seconds": round(result.seconds, 1)}
+    return Codes(user_bits, item_bits, cfg.binllm.code_format), summary
+
+
+def code_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig, codes: Codes) -> ClickPrompts:
+    return ClickPrompts(split, tokenizer, cfg.binllm.prompt, max_length=cfg.llm.max_length,
+                        history_titles=cfg.llm.history_titles, user_slot=codes.user, item_slot=codes.item)
+
+
+def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
+    check(cfg)
+    codes, encoder_summary = train_codes(cfg, split, run)
+    out: dict = {"encoder": encoder_summary}
+    model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
+    torch.manual_seed(cfg.seed)
+    model = add_lora(model, cfg)
+    scorer = scorer_for(model, tokenizer, cfg)
+    prompts = text_prompts(split, tokenizer, cfg)
+    if cfg.binllm.tuning == "two_step" or cfg.binllm.prompt == "text":
+        out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed))
+    if cfg.binllm.prompt != "text":
+        prompts = code_prompts(split, tokenizer, cfg, codes)
+        stage = cfg.stage2 if cfg.binllm.tuning == "two_step" else cfg.stage1
+        out["stage2"] = stage_summary(train_stage("stage2", run, model, scorer, prompts, split, stage, cfg.seed))
+    save_adapter(model, run.file("adapter"))
+    out["test"] = test_metrics(model, scorer, prompts, split, cfg)
+    return out

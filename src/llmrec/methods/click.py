@@ -1,0 +1,194 @@
+"""The click-prediction LLM task shared by ICL, TALLRec, BinLLM and CoLLM.
+
+A click row (user, target item, history, label) becomes a `ClickPrompt` through one packaged template; the LLM's
+"Yes" logit at the last position is the score (llmrec.llm.scoring.YesScorer), trained with BCE through the shared
+loop (llmrec.llm.train.fit). A method differs only in what fills the ID slots: nothing (text prompt), code text
+(BinLLM) or one embedding position each (CoLLM), and in which parameters train.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llmrec.config import ExperimentConfig, StageConfig
+from llmrec.data.types import ClickSplit
+from llmrec.llm import train as loop
+from llmrec.llm.prompts import Prompt, PromptBuilder, template_for
+from llmrec.llm.scoring import ScoringConfig, YesScorer
+from llmrec.metrics import auc, frame_metrics, uauc
+from llmrec.paths import atomic_dir
+from llmrec.runs import Run
+
+SlotFn = Callable[[int], object]
+"""id -> what fills an ID slot: code text (BinLLM) or `EMBED` (CoLLM)."""
+
+
+@dataclass(frozen=True)
+class ClickPrompt(Prompt):
+    """A prompt that remembers its row: CoLLM's embedding hook reads the ids from here."""
+
+    user_id: int = 0
+    item_id: int = 0
+    history: tuple[int, ...] = ()
+
+
+def missing_title(item_id: int) -> str:
+    """Documented fallback for items without a title: the prompt says 'item <id>'."""
+    return f"item {item_id}"
+
+
+class ClickPrompts:
+    """Builds the prompts of click rows for one template kind ('text', 'id', 'ids_only')."""
+
+    def __init__(self, split: ClickSplit, tokenizer, kind: str, *, max_length: int | None = 512,
+                 history_titles: int = 10, user_slot: SlotFn | None = None, item_slot: SlotFn | None = None):
+        self.kind = kind
+        self.titles = split.titles()
+        self.builder = PromptBuilder(template_for(kind, split.domain), tokenizer, max_length,
+                                     max_titles=history_titles)
+        self.history_titles = history_titles
+        self.user_slot = user_slot if kind != "text" else None
+        self.item_slot = item_slot if kind != "text" else None
+        if kind != "text" and (user_slot is None or item_slot is None):
+            raise ValueError(f"prompt kind {kind!r} needs user_slot and item_slot")
+
+    def title(self, item: int) -> str:
+        return self.titles.get(int(item)) or missing_title(int(item))
+
+    def build(self, user: int, item: int, history) -> ClickPrompt:
+        history = tuple(int(h) for h in history)
+        shown = [self.titles.get(h, "") for h in history[-self.history_titles:]] if self.history_titles else []
+        p = self.builder.build(shown, self.title(item),
+                               None if self.user_slot is None else self.user_slot(int(user)),
+                               None if self.item_slot is None else self.item_slot(int(item)))
+        return ClickPrompt(**{f.name: getattr(p, f.name) for f in dataclasses.fields(Prompt)},
+                           user_id=int(user), item_id=int(item), history=history)
+
+    def for_frame(self, frame: pd.DataFrame) -> list[ClickPrompt]:
+        return [self.build(u, i, h) for u, i, h in
+                zip(frame["user_id"].to_numpy(), frame["item_id"].to_numpy(), frame["history"])]
+
+
+class ClickTask:
+    """llmrec.llm.train.Task over a click frame: prompts are built lazily, batches carry prompts and labels."""
+
+    def __init__(self, module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts, frame: pd.DataFrame,
+                 sort_by_length: bool = False):
+        self.module = module
+        self.scorer = scorer
+        self.prompts = prompts
+        self.frame = frame.reset_index(drop=True)
+        self.labels = self.frame["label"].to_numpy(np.float32)
+        self._built: dict[int, ClickPrompt] = {}
+        # Evaluation tables are scored in contiguous chunks: ordering rows by prompt length keeps padding low.
+        self.order = np.arange(len(self.frame))
+        if sort_by_length:
+            lengths = np.array([len(self.prompt(r)) for r in range(len(self.frame))])
+            self.order = np.argsort(-lengths, kind="stable")
+
+    def prompt(self, row: int) -> ClickPrompt:
+        if row not in self._built:
+            r = self.frame.iloc[row]
+            self._built[row] = self.prompts.build(r["user_id"], r["item_id"], r["history"])
+        return self._built[row]
+
+    def trainable_module(self) -> torch.nn.Module:
+        return self.module
+
+    def collate(self, rows: list[int]) -> dict:
+        rows = [int(self.order[r]) for r in rows]
+        prompts = [self.prompt(r) for r in rows]
+        return {"prompts": prompts, "labels": torch.as_tensor(self.labels[rows]),
+                "n_tokens": sum(len(p) for p in prompts)}
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        return self.scorer.loss(batch["prompts"], batch["labels"])
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        return self.scorer.logits(batch["prompts"])
+
+    def unsort(self, scores: np.ndarray) -> np.ndarray:
+        """Scores in the frame's row order (predict_rows returns them in this task's sorted order)."""
+        out = np.empty_like(scores)
+        out[self.order] = scores
+        return out
+
+
+def subset(frame: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
+    """A fixed random subset of `rows` rows (all when None or larger), in the original order."""
+    if rows is None or rows >= len(frame):
+        return frame.reset_index(drop=True)
+    pick = np.sort(np.random.default_rng(seed).choice(len(frame), size=rows, replace=False))
+    return frame.iloc[pick].reset_index(drop=True)
+
+
+def scorer_for(model, tokenizer, cfg: ExperimentConfig, embed_fn=None) -> YesScorer:
+    return YesScorer(model, tokenizer, ScoringConfig(score=cfg.llm.score, batch_size=cfg.eval.batch_size),
+                     embed_fn=embed_fn)
+
+
+def add_lora(model, cfg: ExperimentConfig):
+    """Wrap the backbone with fresh LoRA adapters (paper defaults: r 8, alpha 16, dropout 0.05, q/v)."""
+    from peft import LoraConfig, get_peft_model
+
+    lc = cfg.llm.lora
+    return get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                            target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
+
+
+def save_adapter(peft_model, path: Path) -> None:
+    with atomic_dir(path) as tmp:
+        peft_model.save_pretrained(str(tmp))
+
+
+def load_adapter(model, path: Path, trainable: bool = False):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+
+
+def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts,
+                split: ClickSplit, stage: StageConfig, seed: int) -> loop.TrainResult:
+    """One tuning stage on split.train, selected on valid_small AUC; resumable from `run/<name>_train/`."""
+    valid = subset(split.valid_small, stage.eval_rows, seed)
+    train_task = ClickTask(module, scorer, prompts, split.train)
+    eval_task = ClickTask(module, scorer, prompts, valid, sort_by_length=True)
+    users, labels = valid["user_id"].to_numpy(), valid["label"].to_numpy()
+
+    def evaluate(scores: np.ndarray) -> dict:
+        s = eval_task.unsort(scores)
+        return {"auc": auc(labels, s), "uauc": uauc(users, labels, s)}
+
+    tc = loop.TrainConfig(lr=stage.lr, weight_decay=stage.weight_decay, batch_size=stage.batch_size,
+                          grad_accum_steps=stage.grad_accum_steps, max_samples=stage.max_samples,
+                          epochs=None if stage.max_samples else stage.epochs, warmup_ratio=stage.warmup_ratio,
+                          eval_every=stage.eval_every, patience=stage.patience, seed=seed,
+                          eval_batch_size=scorer.config.batch_size)
+    result = loop.fit(train_task, len(split.train), len(valid), evaluate, tc, run.file(f"{name}_train"),
+                      selection_metric="auc", eval_task=eval_task)
+    run.log(f"{name}: best valid AUC {result.best_metrics.get('auc', float('nan')):.4f} at step "
+            f"{result.best_step}/{result.steps}, {result.samples_seen} samples, {result.train_seconds:.0f} s")
+    return result
+
+
+def stage_summary(result: loop.TrainResult) -> dict:
+    return {"best_step": result.best_step, "steps": result.steps, "samples": result.samples_seen,
+            "valid": result.best_metrics, "train_seconds": round(result.train_seconds, 1),
+            "train_tokens_per_second": result.tokens_per_second}
+
+
+def test_metrics(module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts, split: ClickSplit,
+                 cfg: ExperimentConfig) -> dict:
+    """AUC / UAUC (overall, warm, cold) on test (a fixed subset when eval.test_rows is set)."""
+    test = subset(split.test, cfg.eval.test_rows, cfg.seed)
+    task = ClickTask(module, scorer, prompts, test, sort_by_length=True)
+    scores = task.unsort(loop.predict_rows(task, len(test), cfg.eval.batch_size))
+    out = frame_metrics(test, scores)
+    out["prompt_tokens_per_sample"] = float(np.mean([len(task.prompt(r)) for r in range(len(test))]))
+    return out

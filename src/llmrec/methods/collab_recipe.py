@@ -1,0 +1,46 @@
+"""Classic collaborative models (MF, LightGCN, SASRec, DIN) and BinMF (BinLLM's encoder alone) as methods."""
+from __future__ import annotations
+
+import json
+
+from llmrec import collab
+from llmrec.collab import trainer
+from llmrec.config import ExperimentConfig
+from llmrec.data.types import ClickSplit
+from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig
+from llmrec.runs import Run
+from llmrec.config import from_dict
+
+
+def build(cfg: ExperimentConfig, n_users: int, n_items: int):
+    if cfg.method == "binmf":
+        return BinaryEncoder(n_users, n_items, from_dict(EncoderConfig, cfg.encoder, "encoder"))
+    return collab.build_model(cfg.method, n_users, n_items, **cfg.collab.overrides)
+
+
+def train_model(cfg: ExperimentConfig, split: ClickSplit, run: Run, model, name: str) -> trainer.TrainResult:
+    """Fit a collaborative model (or the BinLLM encoder) with checkpoints in the run; save its best weights."""
+    c = cfg.collab
+    enc = getattr(model, "config", None)
+    batch_size = enc.batch_size if isinstance(model, BinaryEncoder) else c.batch_size
+    epochs = enc.epochs if isinstance(model, BinaryEncoder) else c.epochs
+    patience = enc.patience if isinstance(model, BinaryEncoder) else c.patience
+    tc = trainer.TrainConfig(lr=c.lr if not isinstance(model, BinaryEncoder) else None,
+                             weight_decay=c.weight_decay if not isinstance(model, BinaryEncoder) else None,
+                             batch_size=batch_size, epochs=epochs, patience=patience, seed=cfg.seed)
+    result = trainer.fit(model, split.train, split.valid_small, split.test, tc, checkpoint_dir=run.file(f"{name}_ckpt"))
+    run.save_tensors(f"{name}.safetensors", result.state_dict,
+                     metadata={"description": json.dumps(result.description, default=str)})
+    run.save_json(f"{name}.json", {"description": result.description, "best_epoch": result.best_epoch,
+                                    "history": result.history})
+    return result
+
+
+def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model = build(cfg, split.n_users, split.n_items)
+    result = train_model(cfg, split, run, model, "model")
+    return {"test": result.test, "best_epoch": result.best_epoch, "best_valid_auc": result.best_valid_auc,
+            "epochs": result.epochs_run, "seconds_per_epoch": round(result.seconds_per_epoch, 3)}

@@ -1,0 +1,48 @@
+"""CoLLM end to end: collaborative model -> stage 1 TALLRec LoRA -> stage 2 mapping MLP with LoRA frozen."""
+from __future__ import annotations
+
+import torch
+
+from llmrec import collab
+from llmrec.config import ExperimentConfig
+from llmrec.data.types import ClickSplit
+from llmrec.llm.backbones import load_backbone
+from llmrec.llm.prompts import EMBED
+from llmrec.methods import collab_recipe
+from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage_summary, test_metrics,
+                                  train_stage)
+from llmrec.methods.collm.mapping import CoLLM
+from llmrec.methods.tallrec.recipe import text_prompts
+from llmrec.runs import Run
+
+
+def embed_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig) -> ClickPrompts:
+    return ClickPrompts(split, tokenizer, "id", max_length=cfg.llm.max_length,
+                        history_titles=cfg.llm.history_titles, user_slot=lambda u: EMBED, item_slot=lambda i: EMBED)
+
+
+def build_collab(cfg: ExperimentConfig, split: ClickSplit):
+    return collab.build_model(cfg.collm.collab_model, split.n_users, split.n_items, **cfg.collab.overrides)
+
+
+def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
+    torch.manual_seed(cfg.seed)
+    cf = collab_recipe.train_model(cfg, split, run, build_collab(cfg, split), "collab")
+    out: dict = {"collab": {"model": cfg.collm.collab_model, "test": cf.test, "best_epoch": cf.best_epoch}}
+    model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
+    torch.manual_seed(cfg.seed)
+    model = add_lora(model, cfg)
+    scorer = scorer_for(model, tokenizer, cfg)
+    out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, text_prompts(split, tokenizer, cfg),
+                                              split, cfg.stage1, cfg.seed))
+    save_adapter(model, run.file("adapter"))
+    collm = CoLLM(model, cf.model, model.config.hidden_size).to(next(model.parameters()).device)
+    collm.set_trainable(cfg.collm.tune_collab)
+    scorer = scorer_for(model, tokenizer, cfg, embed_fn=collm.embed)
+    prompts = embed_prompts(split, tokenizer, cfg)
+    out["stage2"] = stage_summary(train_stage("stage2", run, collm, scorer, prompts, split, cfg.stage2, cfg.seed))
+    run.save_tensors("mapping.safetensors", collm.mapping.state_dict())
+    if cfg.collm.tune_collab:
+        run.save_tensors("collab.safetensors", collm.collab.state_dict())
+    out["test"] = test_metrics(collm, scorer, prompts, split, cfg)
+    return out

@@ -1,0 +1,99 @@
+"""The trie of valid item indices, stored as one dense table per level so beam search can mask on tensors.
+
+Level l has the sorted distinct token ids that occur at that level (`level_tokens[l]`, K_l of them) and one row
+per trie node at depth l (the distinct index prefixes of length l; depth 0 is the root). `allowed[l][node, k]`
+says whether a node may continue with `level_tokens[l][k]`, `child[l][node, k]` which node that leads to (-1
+where not allowed). Nodes at depth L (complete indices) map to items through `leaf_item`.
+
+Masking a [rows, K_l] slice of log-probabilities with `allowed[l][nodes]` is then one gather, whatever the batch
+or beam width: no per-token Python callback.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmrec.errors import LlmrecError
+
+
+class IndexTrie:
+    """Trie over the token ids of every item's index (items with identical indices are refused)."""
+
+    def __init__(self, item_token_ids: np.ndarray, eos_token_id: int | None = None):
+        """item_token_ids: [n_items, L] vocabulary ids (row 0, the padding item, is ignored)."""
+        ids = np.asarray(item_token_ids, dtype=np.int64)
+        if ids.ndim != 2 or ids.shape[0] < 2:
+            raise LlmrecError(f"trie: expected token ids of shape [n_items, levels], got {ids.shape}")
+        real = ids[1:]
+        if (real < 0).any():
+            raise LlmrecError("trie: an item has no token ids")
+        self.levels = ids.shape[1]
+        self.eos_token_id = eos_token_id
+        self.level_tokens: list[torch.Tensor] = []
+        self.allowed: list[torch.Tensor] = []
+        self.child: list[torch.Tensor] = []
+        node = np.zeros(len(real), dtype=np.int64)  # every item starts at the root
+        n_nodes = 1
+        for level in range(self.levels):
+            toks, k = np.unique(real[:, level], return_inverse=True)
+            # children = distinct (parent node, token) pairs, numbered in sorted order
+            pair = node * len(toks) + k
+            uniq, child_of_item = np.unique(pair, return_inverse=True)
+            allowed = np.zeros((n_nodes, len(toks)), dtype=bool)
+            child = np.full((n_nodes, len(toks)), -1, dtype=np.int64)
+            allowed[uniq // len(toks), uniq % len(toks)] = True
+            child[uniq // len(toks), uniq % len(toks)] = np.arange(len(uniq))
+            self.level_tokens.append(torch.from_numpy(toks))
+            self.allowed.append(torch.from_numpy(allowed))
+            self.child.append(torch.from_numpy(child))
+            node, n_nodes = child_of_item, len(uniq)
+        if n_nodes != len(real):
+            raise LlmrecError(f"trie: {len(real) - n_nodes} items share an index with another item; "
+                              "indices must be unique")
+        leaf_item = np.zeros(n_nodes, dtype=np.int64)
+        leaf_item[node] = np.arange(1, len(ids))
+        self.leaf_item = torch.from_numpy(leaf_item)
+        self.n_items = len(ids)
+        self._token_pos = [{int(t): i for i, t in enumerate(toks.tolist())} for toks in self.level_tokens]
+
+    def to(self, device) -> "IndexTrie":
+        """Move the tables to `device` (in place; returns self)."""
+        for name in ("level_tokens", "allowed", "child"):
+            setattr(self, name, [t.to(device) for t in getattr(self, name)])
+        self.leaf_item = self.leaf_item.to(device)
+        return self
+
+    def walk(self, prefix: list[int]) -> int | None:
+        """Node reached by a prefix of token ids (at depth len(prefix)); None when it leaves the trie."""
+        node = 0
+        for level, tok in enumerate(prefix):
+            if level >= self.levels:
+                return None
+            k = self._token_pos[level].get(int(tok))
+            if k is None or not bool(self.allowed[level][node, k]):
+                return None
+            node = int(self.child[level][node, k])
+        return node
+
+    def allowed_next(self, prefix: list[int]) -> list[int]:
+        """Token ids allowed after `prefix` (a complete index allows only EOS; outside the trie: nothing)."""
+        node = self.walk(prefix)
+        if node is None:
+            return []
+        depth = len(prefix)
+        if depth == self.levels:
+            return [self.eos_token_id] if self.eos_token_id is not None else []
+        if depth > self.levels:
+            return []
+        ks = torch.nonzero(self.allowed[depth][node]).flatten()
+        return self.level_tokens[depth][ks].tolist()
+
+    def item_of(self, tokens: list[int]) -> int:
+        """Item id spelled by exactly `levels` token ids (a trailing EOS is allowed); 0 when none."""
+        toks = list(tokens)
+        if len(toks) == self.levels + 1 and toks[-1] == self.eos_token_id:
+            toks = toks[:-1]
+        if len(toks) != self.levels:
+            return 0
+        node = self.walk(toks)
+        return 0 if node is None else int(self.leaf_item[node])

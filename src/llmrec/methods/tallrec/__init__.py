@@ -1,0 +1,1 @@
+"""TALLRec (LoRA on the text-only prompt) and ICL (the same prompt, zero-shot)."""

@@ -1,0 +1,244 @@
+"""The generic training loop on a tiny MLP task: learning, selection, early stop, resume, schedule, 2 processes."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llmrec.errors import LlmrecError
+from llmrec.llm.train import TrainConfig, fit, predict_rows
+from llmrec.metrics import auc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_tiny_task import RowIdTask, SimulatedKill, TinyTask, make_data, make_mlp  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def data():
+    (x, y), (xe, ye) = make_data(200, seed=1), make_data(60, seed=2)
+    return x, y, xe, ye
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a, b):
+    return all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+def test_loss_decreases_and_model_learns(tmp_path):
+    x, y, xe, ye = data()
+    module = make_mlp(seed=0)
+    evaluate = lambda s: {"auc": auc(ye.numpy(), s)}  # noqa: E731
+    cfg = TrainConfig(lr=0.05, batch_size=16, epochs=8, eval_every=10, eval_at_start=True, log_every=5,
+                      patience=None)
+    res = fit(TinyTask(module, x, y), 200, 60, evaluate, cfg, tmp_path, eval_task=TinyTask(module, xe, ye))
+    assert res.planned_steps == res.steps == 8 * (200 // 16)
+    assert res.samples_seen == res.steps * 16
+    losses = [r["loss"] for r in res.train_log]
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:2])
+    assert res.history[0]["step"] == 0 and res.history[-1]["step"] == res.steps  # start and final evaluation
+    assert res.best_metrics["auc"] == max(h["auc"] for h in res.history) > 0.9 > res.history[0]["auc"]
+    # the module holds the best state, and its scores reproduce the best metric
+    assert auc(ye.numpy(), predict_rows(TinyTask(module, xe, ye), 60, 7)) == res.best_metrics["auc"]
+    assert len(res.step_seconds) == res.steps and res.tokens_per_second == pytest.approx(
+        3 * res.samples_seen / res.train_seconds)
+
+
+def test_best_state_is_restored_not_the_last(tmp_path):
+    x, y, xe, ye = data()
+    module = make_mlp(seed=0)
+    snapshots, scripted = [], iter([0.6, 0.9, 0.7, 0.8, 0.5])  # best at the 2nd evaluation (step 4)
+
+    def evaluate(scores):
+        snapshots.append(params(module))
+        return {"auc": next(scripted)}
+
+    cfg = TrainConfig(lr=0.05, batch_size=16, max_steps=10, eval_every=2, patience=None, warmup_steps=0)
+    res = fit(TinyTask(module, x, y), 200, 60, evaluate, cfg, tmp_path, eval_task=TinyTask(module, xe, ye))
+    assert [h["step"] for h in res.history] == [2, 4, 6, 8, 10]
+    assert res.best_step == 4 and res.best_metrics == {"auc": 0.9}
+    assert [h["is_best"] for h in res.history] == [True, True, False, False, False]
+    assert same(params(module), snapshots[1]) and not same(params(module), snapshots[-1])
+    saved = load_file(tmp_path / "best" / "trainable.safetensors")
+    assert same([saved[n] for n, _ in module.named_parameters()], snapshots[1])
+    assert json.loads((tmp_path / "best" / "best.json").read_text())["step"] == 4
+    log = [json.loads(line) for line in (tmp_path / "checkpoint" / "log.jsonl").read_text().splitlines()]
+    assert [r["auc"] for r in log] == [0.6, 0.9, 0.7, 0.8, 0.5]
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_early_stopping_after_patience_evaluations_without_gain(tmp_path, higher):
+    x, y, xe, ye = data()
+    module = make_mlp(seed=0)
+    sign = 1 if higher else -1
+    values = iter([sign * v for v in [0.5, 0.7, 0.7, 0.6, 0.69]] + [sign * 0.99] * 10)  # ties are no gain
+    cfg = TrainConfig(lr=0.05, batch_size=16, max_steps=100, eval_every=3, patience=3)
+    res = fit(TinyTask(module, x, y), 200, 60, lambda s: {"m": next(values)}, cfg, tmp_path,
+              selection_metric="m", higher_is_better=higher, eval_task=TinyTask(module, xe, ye))
+    assert res.stopped_early and res.steps == 15 and len(res.history) == 5  # gains at evals 1-2, then 3 without
+    assert res.best_step == 6 and res.best_metrics["m"] == sign * 0.7
+    assert res.planned_steps == 100
+
+
+@pytest.mark.parametrize("num_workers,checkpoint_every,resume_step", [(0, None, 12), (1, 5, 15)])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, num_workers, checkpoint_every, resume_step):
+    x, y, xe, ye = data()
+    cfg = TrainConfig(lr=0.03, batch_size=8, grad_accum_steps=2, epochs=2, eval_every=4, warmup_steps=3,
+                      patience=None, log_every=2, num_workers=num_workers,
+                      checkpoint_every=checkpoint_every)  # 25 steps
+
+    def run(out, fail_at=None):
+        module = make_mlp(seed=0, dropout=0.3)  # dropout: the RNG state must be resumed too
+        task = TinyTask(module, x, y, fail_at=fail_at)
+        evaluate = lambda s: {"auc": auc(ye.numpy(), s)}  # noqa: E731
+        if fail_at is None:
+            return module, task, fit(task, 200, 60, evaluate, cfg, out, eval_task=TinyTask(module, xe, ye))
+        with pytest.raises(SimulatedKill):
+            fit(task, 200, 60, evaluate, cfg, out, eval_task=TinyTask(module, xe, ye))
+        task.fail_at = None
+        return module, task, fit(task, 200, 60, evaluate, cfg, out, eval_task=TinyTask(module, xe, ye))
+
+    m_ref, t_ref, ref = run(tmp_path / "ref")
+    # kill in loss call 31 = optimizer step 16 (2 micro-batches each), in epoch 2, after the checkpoint at
+    # step 12 (evaluation) or 15 (checkpoint_every=5)
+    m_res, t_res, res = run(tmp_path / "resumed", fail_at=31)
+    assert same(params(m_res), params(m_ref))
+    final = [load_file(p / "checkpoint" / "trainable.safetensors") for p in (tmp_path / "ref", tmp_path / "resumed")]
+    assert final[0].keys() == final[1].keys() and all(torch.equal(final[0][k], final[1][k]) for k in final[0])
+    strip = lambda hs: [{k: v for k, v in h.items() if k not in ("train_seconds", "step_seconds")} for h in hs]  # noqa
+    assert strip(res.history) == strip(ref.history) and strip(res.train_log) == strip(ref.train_log)
+    assert (res.steps, res.best_step, res.samples_seen) == (ref.steps, ref.best_step, ref.samples_seen)
+    assert len(res.step_seconds) == ref.steps - resume_step  # the second call trained from the checkpoint
+    # the same batches after the resume point: rows collated in the resumed call = the reference's tail
+    tail = t_res.seen_rows[-len(res.step_seconds) * 2:]
+    assert tail == t_ref.seen_rows[-len(tail):]
+    # each epoch is one permutation of the rows, reshuffled per epoch
+    epoch1, epoch2 = sum(t_ref.seen_rows[:25], []), sum(t_ref.seen_rows[25:], [])
+    assert sorted(epoch1) == sorted(epoch2) == list(range(200)) and epoch1 != epoch2
+
+    # a finished run called again returns its result without training
+    again = fit(TinyTask(m_res, x, y), 200, 60, lambda s: {"auc": auc(ye.numpy(), s)}, cfg, tmp_path / "resumed",
+                eval_task=TinyTask(m_res, xe, ye))
+    assert again.steps == ref.steps and again.step_seconds == [] and same(params(m_res), params(m_ref))
+
+
+def test_nan_first_evaluation_does_not_block_later_gains(tmp_path):
+    x, y, xe, ye = data()
+    module = make_mlp(seed=0)
+    values = iter([float("nan"), 0.6, float("nan"), 0.5])
+    cfg = TrainConfig(lr=0.05, batch_size=16, max_steps=8, eval_every=2, patience=2)
+    res = fit(TinyTask(module, x, y), 200, 60, lambda s: {"auc": next(values)}, cfg, tmp_path,
+              eval_task=TinyTask(module, xe, ye))
+    assert res.best_step == 4 and [h["is_best"] for h in res.history] == [True, True, False, False]
+    assert res.stopped_early is False and res.steps == 8
+
+
+def test_changed_settings_refuse_to_resume(tmp_path):
+    x, y, xe, ye = data()
+    module = make_mlp(seed=0)
+    cfg = TrainConfig(lr=0.05, batch_size=16, max_steps=4, eval_every=2)
+    fit(TinyTask(module, x, y), 200, 60, lambda s: {"auc": 0.5}, cfg, tmp_path, eval_task=TinyTask(module, xe, ye))
+    cfg.lr = 0.01
+    with pytest.raises(LlmrecError, match=r"checkpoint: written with lr=0.05, now 0.01"):
+        fit(TinyTask(module, x, y), 200, 60, lambda s: {"auc": 0.5}, cfg, tmp_path,
+            eval_task=TinyTask(module, xe, ye))
+
+
+def test_warmup_then_cosine_once_for_the_whole_run(tmp_path):
+    x, y, _, _ = data()
+    base, warmup, total = 0.1, 4, 30  # 30 steps of 16 rows over 200 rows: 2.5 epochs, warm-up not restarted
+    cfg = TrainConfig(lr=base, batch_size=16, max_steps=total, warmup_steps=warmup, log_every=1, patience=None)
+    res = fit(TinyTask(make_mlp(seed=0), x, y), 200, None, None, cfg, tmp_path)
+
+    def reference(step):  # lr used by optimizer step `step` (0-based)
+        if step < warmup:
+            return base * step / warmup
+        return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+    assert [r["lr"] for r in res.train_log] == pytest.approx([reference(s) for s in range(total)], abs=1e-12)
+    # warmup_ratio: ceil(ratio x planned steps)
+    res = fit(TinyTask(make_mlp(seed=0), x, y), 200, None, None,
+              TrainConfig(lr=base, batch_size=16, max_steps=total, warmup_ratio=0.1, log_every=1), tmp_path / "r")
+    assert [r["lr"] for r in res.train_log[:4]] == pytest.approx([0, base / 3, 2 * base / 3, base])
+    # without evaluation the final state is the result
+    assert res.best_step == total and (tmp_path / "r" / "best" / "trainable.safetensors").is_file()
+
+
+def test_budget_is_the_smallest_of_steps_epochs_samples(tmp_path):
+    x, y, _, _ = data()
+    for kw, steps in [({"epochs": 1.5}, 18), ({"max_samples": 100, "epochs": 3}, 6), ({"max_steps": 5}, 5)]:
+        res = fit(TinyTask(make_mlp(seed=0), x, y), 200, None, None,
+                  TrainConfig(batch_size=8, grad_accum_steps=2, **kw), tmp_path / str(steps))
+        assert res.steps == steps and res.samples_seen == steps * 16
+
+
+def test_predict_rows_order_and_bad_input(tmp_path):
+    x, y, _, _ = data()
+    module = make_mlp(seed=0, dropout=0.5)
+    module.train()
+    assert predict_rows(RowIdTask(module, x, y), 23, 5).tolist() == list(range(23))
+    s1, s2 = (predict_rows(TinyTask(module, x, y), 23, bs) for bs in (5, 23))
+    assert np.allclose(s1, s2, rtol=0, atol=1e-12) and module.training  # eval mode inside, training mode restored
+    with pytest.raises(LlmrecError, match="TrainConfig.batch_size"):
+        fit(TinyTask(module, x, y), 200, None, None, TrainConfig(batch_size=0, max_steps=1), tmp_path)
+    with pytest.raises(LlmrecError, match="at least one of max_steps, epochs, max_samples"):
+        fit(TinyTask(module, x, y), 200, None, None, TrainConfig(), tmp_path)
+    with pytest.raises(LlmrecError, match="eval_task must share"):
+        fit(TinyTask(module, x, y), 200, 10, lambda s: {}, TrainConfig(max_steps=1), tmp_path,
+            eval_task=TinyTask(make_mlp(seed=0), x, y))
+    with pytest.raises(LlmrecError, match="no selection metric 'auc'"):
+        fit(TinyTask(module, x, y), 200, 10, lambda s: {"ndcg": 0.1}, TrainConfig(max_steps=1), tmp_path / "m")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_gather_eval_rows_exactly_and_match_one_process(tmp_path):
+    sys.path.insert(0, str(HERE))
+    from ddp_train_script import N_EVAL, run
+
+    # `accelerate launch --cpu --num_processes 2` starts ONE process without MPI (accelerate 1.15), so launch
+    # the multi-process launcher and force CPU through the environment: 2 processes, gloo.
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), str(HERE / "ddp_train_script.py"),
+           str(tmp_path / "ddp"), str(tmp_path / "result"), "8"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"result.{r}").read_text()) for r in (0, 1)]
+    single = run(str(tmp_path / "single"), 16)  # one process, same global batch of 16 rows
+
+    assert [r["num_processes"] for r in ranks] == [2, 2] and single["num_processes"] == 1
+    for r in ranks:
+        assert r["row_ids"] == list(range(N_EVAL))  # every eval row once, in order, on every process
+        assert len(r["eval_scores"]) == 3 and all(len(s) == N_EVAL for s in r["eval_scores"])
+    assert ranks[0]["history"] == ranks[1]["history"] and ranks[0]["params"] == ranks[1]["params"]
+    # before any step the model is the same: scores and metrics are exactly the single-process ones
+    assert ranks[0]["eval_scores"][0] == single["eval_scores"][0]
+    assert ranks[0]["history"][0] == single["history"][0]
+    # one scheduler step per optimizer step, whatever the number of processes
+    assert ranks[0]["lrs"] == ranks[1]["lrs"] == single["lrs"] == pytest.approx(
+        [0, 0.025] + [0.05 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])
+    # after training on the same global batches (2 x 8 rows vs 16): equal up to float summation order
+    for h2, h1 in zip(ranks[0]["history"][1:], single["history"][1:], strict=True):
+        assert h2["step"] == h1["step"] and h2["auc"] == pytest.approx(h1["auc"], abs=1e-9)
+        assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-6)  # logged in float32
+    for a, b in zip(ranks[0]["params"], single["params"], strict=True):
+        assert np.allclose(a, b, rtol=1e-9, atol=1e-12)
