@@ -72,7 +72,7 @@ def _benchmark(args) -> None:
 def _demo(args) -> None:
     from llmrec import demo
 
-    demo.main(out=Path(args.out), quick=args.quick)
+    demo.main(out=Path(args.out), quick=args.quick, extra=args.overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="the main job: MF, TALLRec and BinLLM on ml-100k with the embedded LLM")
     m.add_argument("--out", default="runs/demo")
     m.add_argument("--quick", action="store_true", help="tiny budget (a minute), to check the pipeline")
+    m.add_argument("overrides", nargs="*", help="extra section.field=value overrides for all three runs")
     m.set_defaults(func=_demo)
     return p
 

@@ -114,7 +114,8 @@ class StageConfig:
     eval_every: int = 50
     """Optimizer steps between evaluations on valid_small."""
     eval_rows: int | None = None
-    """valid_small rows used for evaluation (None: all); a fixed random subset when set."""
+    """valid_small rows used for evaluation (None: all; a fixed random subset when set; 0: no evaluation, the
+    final state is kept)."""
     patience: int = 20
     """Evaluations without valid AUC gain before stopping."""
 
@@ -159,6 +160,9 @@ class ExperimentConfig:
     """mf, lightgcn, sasrec, din, binmf, icl, tallrec, binllm, collm."""
     seed: int = 2023
     """Drives splits, sampling, initialisation."""
+    stage1_from: str | None = None
+    """A finished TALLRec run directory whose LoRA adapter stands in for stage 1 (BinLLM two-step, CoLLM), so
+    one text-only tuning serves several methods, as in the papers."""
     data: DataConfig = field(default_factory=DataConfig)
     collab: CollabConfig = field(default_factory=CollabConfig)
     encoder: dict = field(default_factory=dict)

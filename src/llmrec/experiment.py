@@ -66,7 +66,11 @@ def train(cfg: ExperimentConfig, out: str | Path, split: ClickSplit | None = Non
     if run.finished:
         run.log("already finished; metrics kept")
         return run.metrics
-    split = split if split is not None else load_split(cfg)
+    if run.has("split/split.json"):
+        split = ClickSplit.load(run.file("split"))
+    else:
+        split = split if split is not None else load_split(cfg)
+        split.save(run.file("split"))  # the run keeps its data: inference needs no re-split, never a different one
     started = time.perf_counter()
     run.log(f"train {cfg.method} on {split.name}")
     metrics = _method_module(cfg.method).train(cfg, split, run)

@@ -19,8 +19,8 @@ def pad_histories(histories, length: int) -> torch.Tensor:
 def click_tensors(frame: pd.DataFrame, history_length: int = 10) -> dict[str, torch.Tensor]:
     """user, item, label, history tensors for a whole click frame (index rows by slicing the tensors)."""
     return {
-        "user": torch.as_tensor(frame["user_id"].to_numpy(np.int64)),
-        "item": torch.as_tensor(frame["item_id"].to_numpy(np.int64)),
-        "label": torch.as_tensor(frame["label"].to_numpy(np.float32)),
+        "user": torch.tensor(frame["user_id"].to_numpy(np.int64)),
+        "item": torch.tensor(frame["item_id"].to_numpy(np.int64)),
+        "label": torch.tensor(frame["label"].to_numpy(np.float32)),
         "history": pad_histories(frame["history"].tolist(), history_length),
     }

@@ -153,10 +153,37 @@ def load_adapter(model, path: Path, trainable: bool = False):
     return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
 
 
+def stage1_from_run(peft_model, cfg: ExperimentConfig) -> dict:
+    """Load the adapter of the finished TALLRec run `cfg.stage1_from` into `peft_model`: it must have used the same
+    backbone, LoRA settings and data, or stage 2 would start from something other than its stage 1."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from llmrec.errors import LlmrecError
+    from llmrec.runs import open_run
+
+    run_dir = cfg.stage1_from
+    source = open_run(run_dir)
+    if source.config.method != "tallrec" or not source.finished:
+        raise LlmrecError(f"stage1_from: {run_dir} is not a finished tallrec run")
+    for what, a, b in (("llm.backbone", source.config.llm.backbone, cfg.llm.backbone),
+                       ("llm.lora", source.config.llm.lora, cfg.llm.lora), ("data", source.config.data, cfg.data)):
+        if a != b:
+            raise LlmrecError(f"stage1_from: {run_dir} used a different {what} ({a} vs {b})")
+    weights = source.file("adapter") / "adapter_model.safetensors"
+    if not weights.exists():
+        raise LlmrecError(f"stage1_from: {weights} is missing")
+    result = set_peft_model_state_dict(peft_model, load_file(str(weights)))
+    if getattr(result, "unexpected_keys", None):
+        raise LlmrecError(f"stage1_from: {run_dir}'s adapter does not fit this LoRA config "
+                          f"({len(result.unexpected_keys)} unexpected tensors)")
+    return {"from": str(run_dir), **source.metrics.get("stage1", {})}
+
+
 def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts,
                 split: ClickSplit, stage: StageConfig, seed: int) -> loop.TrainResult:
     """One tuning stage on split.train, selected on valid_small AUC; resumable from `run/<name>_train/`."""
-    valid = subset(split.valid_small, stage.eval_rows, seed)
+    valid = subset(split.valid_small, stage.eval_rows, seed) if stage.eval_rows != 0 else split.valid_small[:0]
     train_task = ClickTask(module, scorer, prompts, split.train)
     eval_task = ClickTask(module, scorer, prompts, valid, sort_by_length=True)
     users, labels = valid["user_id"].to_numpy(), valid["label"].to_numpy()
@@ -170,8 +197,8 @@ def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer,
                           epochs=None if stage.max_samples else stage.epochs, warmup_ratio=stage.warmup_ratio,
                           eval_every=stage.eval_every, patience=stage.patience, seed=seed,
                           eval_batch_size=scorer.config.batch_size)
-    result = loop.fit(train_task, len(split.train), len(valid), evaluate, tc, run.file(f"{name}_train"),
-                      selection_metric="auc", eval_task=eval_task)
+    result = loop.fit(train_task, len(split.train), len(valid) or None, evaluate if len(valid) else None, tc,
+                      run.file(f"{name}_train"), selection_metric="auc", eval_task=eval_task)
     run.log(f"{name}: best valid AUC {result.best_metrics.get('auc', float('nan')):.4f} at step "
             f"{result.best_step}/{result.steps}, {result.samples_seen} samples, {result.train_seconds:.0f} s")
     return result

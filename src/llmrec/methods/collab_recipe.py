@@ -10,6 +10,7 @@ from llmrec.data.types import ClickSplit
 from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig
 from llmrec.runs import Run
 from llmrec.config import from_dict
+from llmrec.metrics import frame_metrics
 
 
 def build(cfg: ExperimentConfig, n_users: int, n_items: int):
@@ -42,5 +43,10 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     torch.manual_seed(cfg.seed)
     model = build(cfg, split.n_users, split.n_items)
     result = train_model(cfg, split, run, model, "model")
-    return {"test": result.test, "best_epoch": result.best_epoch, "best_valid_auc": result.best_valid_auc,
+    test = result.test
+    if cfg.eval.test_rows is not None:  # the same fixed test rows the LLM methods score, for a fair table
+        from llmrec.methods.click import subset
+        rows = subset(split.test, cfg.eval.test_rows, cfg.seed)
+        test = frame_metrics(rows, trainer.predict(result.model, rows))
+    return {"test": test, "best_epoch": result.best_epoch, "best_valid_auc": result.best_valid_auc,
             "epochs": result.epochs_run, "seconds_per_epoch": round(result.seconds_per_epoch, 3)}

@@ -15,7 +15,7 @@ from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
 from llmrec.methods import collab_recipe
 from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig, bits_to_text
-from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage_summary, test_metrics,
+from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage1_from_run, stage_summary, test_metrics,
                                   train_stage)
 from llmrec.methods.tallrec.recipe import text_prompts
 from llmrec.runs import Run
@@ -88,7 +88,9 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     model = add_lora(model, cfg)
     scorer = scorer_for(model, tokenizer, cfg)
     prompts = text_prompts(split, tokenizer, cfg)
-    if cfg.binllm.tuning == "two_step" or cfg.binllm.prompt == "text":
+    if cfg.stage1_from and cfg.binllm.tuning == "two_step":
+        out["stage1"] = stage1_from_run(model, cfg)
+    elif cfg.binllm.tuning == "two_step" or cfg.binllm.prompt == "text":
         out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed))
     if cfg.binllm.prompt != "text":
         prompts = code_prompts(split, tokenizer, cfg, codes)

@@ -9,7 +9,7 @@ from llmrec.data.types import ClickSplit
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.prompts import EMBED
 from llmrec.methods import collab_recipe
-from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage_summary, test_metrics,
+from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage1_from_run, stage_summary, test_metrics,
                                   train_stage)
 from llmrec.methods.collm.mapping import CoLLM
 from llmrec.methods.tallrec.recipe import text_prompts
@@ -33,8 +33,11 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     torch.manual_seed(cfg.seed)
     model = add_lora(model, cfg)
     scorer = scorer_for(model, tokenizer, cfg)
-    out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, text_prompts(split, tokenizer, cfg),
-                                              split, cfg.stage1, cfg.seed))
+    if cfg.stage1_from:
+        out["stage1"] = stage1_from_run(model, cfg)
+    else:
+        out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, text_prompts(split, tokenizer, cfg),
+                                                  split, cfg.stage1, cfg.seed))
     save_adapter(model, run.file("adapter"))
     collm = CoLLM(model, cf.model, model.config.hidden_size).to(next(model.parameters()).device)
     collm.set_trainable(cfg.collm.tune_collab)

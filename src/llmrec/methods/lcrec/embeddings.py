@@ -48,10 +48,10 @@ _SPACE_RE = re.compile(r"\s+")
 
 
 def clean_text(text) -> str:
-    """HTML-unescaped, tags removed, whitespace collapsed (the official data processing's cleaning)."""
+    """Tags removed, then HTML-unescaped (so an escaped "&lt;1&gt;" stays text), whitespace collapsed."""
     if not isinstance(text, str):
         return ""
-    text = _TAG_RE.sub(" ", html.unescape(text))
+    text = html.unescape(_TAG_RE.sub(" ", text))
     return _SPACE_RE.sub(" ", text).strip()
 
 

@@ -36,11 +36,12 @@ class BeamResult:
     """[B, num_beams] summed log-probabilities, -inf where `items` is 0."""
 
     def ranks(self, targets) -> torch.Tensor:
-        """[B] 1-based rank of each target among the returned items; num_beams + 1 when not returned (a miss)."""
+        """[B] float 1-based rank of each target among the returned items; inf when not returned (a miss at
+        every cut-off, also those beyond the beam width)."""
         t = torch.as_tensor(targets, device=self.items.device).view(-1, 1)
-        hit = self.items == t
-        first = torch.where(hit.any(1), hit.float().argmax(1) + 1, torch.full_like(t[:, 0], self.items.shape[1] + 1))
-        return first
+        hit = (self.items == t) & (self.items > 0)
+        pos = hit.float().argmax(1).float() + 1
+        return torch.where(hit.any(1), pos, torch.full_like(pos, float("inf")))
 
 
 def left_pad(prompts: list[list[int]], pad_token_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,133 @@
+"""The CLLM4Rec network: one frozen backbone shared by two sets of user/item token embeddings.
+
+The backbone is never resized. Input ids >= V (its vocabulary) are ID tokens (see `tokens.IdVocab`) and are looked
+up in the tables of the side being run: `collab` (the collaborative LM and the recommender) or `content` (the
+content LM); the sequence goes in as `inputs_embeds`. Heads:
+- collaborative LM and recommender: logits over items only, the hidden state times the side's item table (tied,
+  as in the official code); item id 0 (padding) gets -inf;
+- content LM: the backbone's own vocabulary head.
+Mutual regulariser: for the ID tokens of a batch, the squared distance between this side's embedding and the
+other side's, which is detached (held fixed), so only this side moves.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llmrec.errors import LlmrecError
+
+SIDES = ("collab", "content")
+
+
+class IdEmbeddings(nn.Module):
+    """One side's user table [n_users, d] and item table [n_items, d]."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int, std: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.user = nn.Embedding(n_users, dim)
+        self.item = nn.Embedding(n_items, dim)
+        with torch.no_grad():
+            for table in (self.user, self.item):
+                table.weight.copy_(torch.randn(table.weight.shape, generator=generator) * std)
+
+
+class CLLM4RecModel(nn.Module):
+    """Backbone (frozen unless LoRA adapters were injected) + collaborative and content ID-token tables."""
+
+    def __init__(self, backbone, n_users: int, n_items: int, init_std: float | None = None, seed: int = 0):
+        super().__init__()
+        self.backbone = backbone
+        self.n_users, self.n_items = int(n_users), int(n_items)
+        self.vocab_size = backbone.get_input_embeddings().num_embeddings
+        dim = backbone.get_input_embeddings().embedding_dim
+        std = init_std if init_std is not None else getattr(backbone.config, "initializer_range", 0.02)
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        gen = torch.Generator().manual_seed(seed)
+        self.collab = IdEmbeddings(n_users, n_items, dim, std, gen)
+        self.content = IdEmbeddings(n_users, n_items, dim, std, gen)
+        dtype = backbone.get_input_embeddings().weight.dtype
+        device = backbone.get_input_embeddings().weight.device
+        self.collab.to(device=device, dtype=dtype)
+        self.content.to(device=device, dtype=dtype)
+
+    # ------------------------------------------------------------------ training switches
+    def set_trainable(self, collab: bool, content: bool, lora: bool = True) -> None:
+        """Which tables (and LoRA adapters, if any) receive gradients; the backbone's own weights never do."""
+        for p in self.collab.parameters():
+            p.requires_grad_(collab)
+        for p in self.content.parameters():
+            p.requires_grad_(content)
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad_(lora and "lora_" in name)
+
+    def table(self, side: str) -> IdEmbeddings:
+        if side not in SIDES:
+            raise LlmrecError(f"unknown side {side!r}; expected one of {SIDES}")
+        return getattr(self, side)
+
+    # ------------------------------------------------------------------ forward pieces
+    def embed(self, ids: torch.Tensor, side: str, user_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T] ids -> [B, T, d] input embeddings; `user_vectors` [B, d] replaces every user token of a row."""
+        t = self.table(side)
+        v, u = self.vocab_size, self.n_users
+        is_user = (ids >= v) & (ids < v + u)
+        is_item = ids >= v + u
+        out = self.backbone.get_input_embeddings()(torch.where(ids < v, ids, 0))
+        out = torch.where(is_user[..., None], t.user(torch.where(is_user, ids - v, 0)), out)
+        out = torch.where(is_item[..., None], t.item(torch.where(is_item, ids - v - u, 0)), out)
+        if user_vectors is not None:
+            out = torch.where(is_user[..., None], user_vectors[:, None, :].to(out.dtype), out)
+        return out
+
+    def hidden(self, ids: torch.Tensor, attention_mask: torch.Tensor, side: str,
+               user_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Last-layer hidden states [B, T, d] (right-padded rows; positions count from 0 in every row)."""
+        decoder = self.backbone.get_decoder()
+        out = decoder(inputs_embeds=self.embed(ids, side, user_vectors), attention_mask=attention_mask,
+                      use_cache=False)
+        return out.last_hidden_state
+
+    def item_logits(self, hidden: torch.Tensor, side: str = "collab") -> torch.Tensor:
+        """[..., d] -> [..., n_items] scores against the side's item table (tied head); padding id 0 at -inf."""
+        logits = hidden @ self.table(side).item.weight.T
+        pad = torch.zeros(self.n_items, dtype=torch.bool, device=logits.device)
+        pad[0] = True
+        return logits.masked_fill(pad, float("-inf"))
+
+    def vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., d] -> [..., V] the backbone's own LM head."""
+        return self.backbone.get_output_embeddings()(hidden)
+
+    def regulariser(self, ids: torch.Tensor, side: str) -> torch.Tensor:
+        """[B] per row: sum over its ID tokens of |e_side - sg(e_other)|^2 (padding ids are not ID tokens)."""
+        this, other = self.table(side), self.table("content" if side == "collab" else "collab")
+        v, u = self.vocab_size, self.n_users
+        total = torch.zeros(ids.shape[0], dtype=this.user.weight.dtype, device=ids.device)
+        for kind, mask, offset in (("user", (ids >= v) & (ids < v + u), v), ("item", ids >= v + u, v + u)):
+            rows, cols = mask.nonzero(as_tuple=True)
+            if not len(rows):
+                continue
+            idx = ids[rows, cols] - offset
+            diff = getattr(this, kind)(idx) - getattr(other, kind)(idx).detach()
+            total = total.index_add(0, rows, diff.pow(2).sum(-1))
+        return total
+
+    def last_hidden(self, ids: torch.Tensor, attention_mask: torch.Tensor, side: str = "collab",
+                    user_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, d] hidden state at each row's last real token (rows right-padded)."""
+        h = self.hidden(ids, attention_mask, side, user_vectors)
+        last = attention_mask.long().sum(1) - 1
+        return h[torch.arange(len(ids), device=h.device), last]
+
+    def mean_user_vector(self, side: str = "collab") -> torch.Tensor:
+        """[d] mean of the trained user embeddings (ids 1..n_users-1): the token given to an unknown user."""
+        return self.table(side).user.weight[1:].mean(0)
+
+
+def inject_lora(backbone, r: int, alpha: int, dropout: float, targets) -> None:
+    """Add peft LoRA adapters to the backbone in place (its other weights stay frozen)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets)),
+                            backbone)

@@ -1,0 +1,191 @@
+"""CLLM4Rec end to end: `train_cllm4rec(config, split, out_dir) -> metrics`.
+
+    split = llmrec.data.holdout.get_holdout_split("ml-100k")       # ratings > 3, 5-core, per-user 80/10/10
+    metrics = train_cllm4rec(CLLM4RecConfig(), split, "runs/cllm4rec-ml100k")
+    rec = CLLM4Rec.load("runs/cllm4rec-ml100k"); rec.recommend(user_id=5, k=10)
+
+Stages, each one `llmrec.llm.train.fit` call with its own folder under out_dir (so a killed run re-run with the
+same arguments resumes inside the stage it was in, and finished stages are only reloaded):
+1. `pretrain-content/`: the content LM alone (content tables train, collaborative tables untouched);
+2. `pretrain-alternate/`: collaborative and content batches in a shuffled order, each batch updating its own
+   LM's tables with the other's held fixed by the mutual regulariser;
+3. `finetune/`: the recommender on the collaborative side (content tables fixed), selected on validation
+   Recall@20 + Recall@40 + NDCG@100 with early stopping;
+then the test part is ranked with the selected weights. Optimiser: AdamW without weight decay (the official Adam)
+and without warm-up; each stage's learning rate decays by cosine to 0 (the loop's schedule; the official code
+keeps it constant). The run directory ends with config.json, model.safetensors (both tables, LoRA adapters if
+any), train.parquet + items.parquet (what inference needs) and metrics.json, written last.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llmrec.data.holdout import SELECTION, HoldoutSplit, ranking_metrics
+from llmrec.errors import LlmrecError
+from llmrec.llm.backbones import load_backbone
+from llmrec.llm.train import TrainConfig, fit, predict_rows
+from llmrec.methods.cllm4rec.config import CLLM4RecConfig
+from llmrec.methods.cllm4rec.documents import collaborative_documents, content_documents
+from llmrec.methods.cllm4rec.model import CLLM4RecModel, inject_lora
+from llmrec.methods.cllm4rec.tasks import PretrainTask, RankTask, RecommendTask, document_batches
+from llmrec.methods.cllm4rec.tokens import IdVocab
+from llmrec.paths import atomic_file
+
+TOP_K = 100
+"""Ranking depth scored at evaluation (the largest metric cut-off, NDCG@100)."""
+
+
+def make_accelerator():
+    """An Accelerator whose DDP tolerates parameters a batch leaves unused (a content batch never touches the
+    collaborative tables); bf16 autocast on CUDA like `llmrec.llm.train.make_accelerator`."""
+    import os
+
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    if AcceleratorState._shared_state or os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return Accelerator(kwargs_handlers=handlers)
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=handlers)
+
+
+def build_model(config: CLLM4RecConfig, n_users: int, n_items: int, device=None):
+    """(model, vocab, tokenizer): backbone loaded, LoRA injected when asked, ID tables initialised from the seed."""
+    backbone, tokenizer = load_backbone(config.backbone, dtype=config.dtype,
+                                        device=device if device is not None else config.device)
+    if config.lora:
+        torch.manual_seed(config.seed)
+        inject_lora(backbone, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
+    model = CLLM4RecModel(backbone, n_users, n_items, config.init_std, seed=config.seed)
+    return model, IdVocab(tokenizer, model.vocab_size, n_users, n_items), tokenizer
+
+
+def rank_users(model: CLLM4RecModel, vocab: IdVocab, users: np.ndarray, train_items: list[np.ndarray],
+               config: CLLM4RecConfig, pad_id: int, accelerator=None) -> np.ndarray:
+    """[len(users), k] top item ids of each user (train items excluded), rows sharded over the processes."""
+    task = RankTask(model, vocab, users, train_items, min(TOP_K, model.n_items), config.max_prompt_items, pad_id,
+                    config.seed)
+    scores = predict_rows(task, task.n_rows, config.eval_users_per_batch * task.k, accelerator)
+    return task.topk(scores)
+
+
+def _stage_config(config: CLLM4RecConfig, lr: float, epochs: float, batch_size: int, **kw) -> TrainConfig:
+    return TrainConfig(lr=lr, weight_decay=0.0, warmup_steps=0, batch_size=batch_size, epochs=epochs,
+                       seed=config.seed, **kw)
+
+
+def _check_run_dir(out_dir: Path, identity: dict, main: bool) -> None:
+    path = out_dir / "config.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != identity:
+            diff = sorted(k for k in old.keys() | identity.keys() if old.get(k) != identity.get(k))
+            raise LlmrecError(f"{out_dir}: holds a CLLM4Rec run with a different config or split "
+                              f"({', '.join(diff)}); choose another directory or delete it")
+    elif main:
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(identity, indent=1, default=str))
+
+
+def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | Path) -> dict:
+    """Pre-train, fine-tune and test CLLM4Rec on a holdout split; returns (and writes) the metrics."""
+    config.validate()
+    out_dir = Path(out_dir)
+    if (out_dir / "metrics.json").exists() and (out_dir / "config.json").exists():
+        _check_run_dir(out_dir, _identity(config, split), main=False)
+        return json.loads((out_dir / "metrics.json").read_text())
+    acc = make_accelerator()
+    _check_run_dir(out_dir, _identity(config, split), acc.is_main_process)
+    acc.wait_for_everyone()
+    started = time.perf_counter()
+    device = acc.device if config.device == "auto" else config.device
+    model, vocab, tokenizer = build_model(config, split.n_users, split.n_items, device)
+    pad_id = tokenizer.pad_token_id
+    train_items = split.user_items("train")
+    stages = {}
+
+    # 1-2. pre-training: content LM alone, then both LMs alternating
+    content = content_documents(split, vocab, config.content_verb, config.max_text_tokens, config.max_content_docs,
+                                config.seed)
+    collab = collaborative_documents(split, vocab, config.max_doc_items, config.seed)
+    for name, docs, epochs, sides in (("pretrain-content", content, config.content_epochs, (False, True)),
+                                      ("pretrain-alternate", collab + content, config.alternate_epochs, (True, True))):
+        if not epochs or not docs:
+            continue
+        batches = document_batches(docs, config.pretrain_batch_size, config.seed)
+        model.set_trainable(*sides)
+        task = PretrainTask(model, vocab, docs, batches, config.lambda_reg, pad_id)
+        result = fit(task, len(batches), None, None,
+                     _stage_config(config, config.pretrain_lr, epochs, 1, patience=None, eval_every=10 ** 9),
+                     out_dir / name, accelerator=acc)
+        stages[name] = {"steps": result.steps, "documents": len(docs), "train_seconds": round(result.train_seconds, 1),
+                        "tokens_per_second": result.tokens_per_second,
+                        "last_loss": result.train_log[-1]["loss"] if result.train_log else None}
+
+    # 3. recommendation fine-tuning, selected on validation
+    model.set_trainable(True, False)
+    users = np.asarray([u for u in range(1, split.n_users) if len(train_items[u])], dtype=np.int64)
+    valid_users = split.eval_users("valid")
+    if not len(valid_users):
+        raise LlmrecError(f"{split.name}: no user has validation items to select on")
+    if config.max_valid_users is not None and len(valid_users) > config.max_valid_users:
+        valid_users = np.sort(np.random.default_rng([config.seed, 5]).choice(valid_users, config.max_valid_users,
+                                                                              replace=False))
+    held_valid = split.user_items("valid")
+    rec_task = RecommendTask(model, vocab, users, train_items, config.heldout_ratio, config.finetune_target,
+                             config.max_prompt_items, config.lambda_reg if config.finetune_reg else 0.0, pad_id)
+    k = min(TOP_K, model.n_items)
+    valid_task = RankTask(model, vocab, valid_users, train_items, k, config.max_prompt_items, pad_id, config.seed)
+
+    def evaluate(scores):
+        return ranking_metrics(valid_task.topk(scores), [held_valid[u] for u in valid_users])
+
+    result = fit(rec_task, len(users), valid_task.n_rows, evaluate,
+                 _stage_config(config, config.finetune_lr, config.finetune_epochs, config.finetune_batch_size,
+                               eval_every=config.eval_every, patience=config.patience,
+                               eval_batch_size=config.eval_users_per_batch * k),
+                 out_dir / "finetune", selection_metric=SELECTION, eval_task=valid_task, accelerator=acc)
+    stages["finetune"] = {"steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early,
+                          "train_seconds": round(result.train_seconds, 1), "tokens_per_second": result.tokens_per_second,
+                          "history": result.history}
+
+    # test: every user with test items, input = their train items
+    test_users = split.eval_users("test")
+    held_test = split.user_items("test")
+    test = ranking_metrics(rank_users(model, vocab, test_users, train_items, config, pad_id, acc),
+                           [held_test[u] for u in test_users])
+    metrics = {"valid": result.best_metrics, "valid_users": int(len(valid_users)), "test": test, "stages": stages,
+               "seconds": round(time.perf_counter() - started, 1)}
+    if acc.is_main_process:
+        _save(out_dir, model, split, metrics)
+    acc.wait_for_everyone()
+    return metrics
+
+
+def _identity(config: CLLM4RecConfig, split: HoldoutSplit) -> dict:
+    """What a run directory is bound to, as its JSON form (tuples become lists, as they do on disk)."""
+    ident = {"config": asdict(config), "split": {"name": split.name, "n_users": split.n_users,
+                                                 "n_items": split.n_items, "meta": split.meta}}
+    return json.loads(json.dumps(ident, default=str))
+
+
+def _save(out_dir: Path, model: CLLM4RecModel, split: HoldoutSplit, metrics: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
+               if not n.startswith("backbone.") or "lora_" in n}
+    with atomic_file(out_dir / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    for name, frame in (("train.parquet", split.train), ("items.parquet", split.items)):
+        with atomic_file(out_dir / name) as tmp:
+            frame.to_parquet(tmp, index=False)
+    with atomic_file(out_dir / "metrics.json") as tmp:  # last: its presence marks a finished run
+        tmp.write_text(json.dumps(metrics, indent=1, default=float))

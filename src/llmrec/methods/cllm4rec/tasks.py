@@ -1,0 +1,190 @@
+"""CLLM4Rec's three `llmrec.llm.train.Task`s: pre-training batches, recommendation fine-tuning, ranking.
+
+- `PretrainTask`: a row is one ready-made batch of documents of ONE kind (collaborative or content), grouped by
+  length; `fit` shuffles the batches (train it with batch_size 1). A collaborative batch updates the collaborative
+  tables with the content tables held fixed, a content batch the reverse: alternating optimisation.
+- `RecommendTask`: a row is a user; each time it is drawn, a fresh random `heldout_ratio` of the user's train items
+  leaves the prompt and becomes the target of the multinomial likelihood (or all train items are, with
+  target "all"), plus the mutual regulariser toward the fixed content tables.
+- `RankTask`: evaluation through `fit`'s one-score-per-row protocol: row r is position r % k of user r // k's
+  top-k list, and its "score" is the item id ranked there (exact in float32 up to 2^24 items). The prompt lists
+  the user's train items (a fixed seeded order), train items are excluded from the ranking.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llmrec.data.holdout import exclusion_mask, top_items
+from llmrec.errors import LlmrecError
+from llmrec.methods.cllm4rec.documents import Document, recommendation_prompt, subset
+from llmrec.methods.cllm4rec.model import CLLM4RecModel
+from llmrec.methods.cllm4rec.tokens import IdVocab
+
+IGNORE = -100
+
+
+def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids [B, T], attention mask [B, T]) of right-padded sequences."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, :len(s)] = torch.as_tensor(s, dtype=torch.long)
+        mask[r, :len(s)] = 1
+    return ids, mask
+
+
+def document_batches(docs: list[Document], batch_size: int, seed: int) -> list[list[int]]:
+    """Indices of `docs` in batches of one kind and similar length (shuffled among equal lengths)."""
+    batches = []
+    for kind in ("collab", "content"):
+        idx = [k for k, d in enumerate(docs) if d.kind == kind]
+        rng = np.random.default_rng([seed, 3, len(batches)])
+        idx = [idx[k] for k in rng.permutation(len(idx))]
+        idx.sort(key=lambda k: len(docs[k].prompt) + len(docs[k].main))  # stable: random among equal lengths
+        batches += [idx[a:a + batch_size] for a in range(0, len(idx), batch_size)]
+    return batches
+
+
+class PretrainTask:
+    """Collaborative / content LM losses with mutual regularisation; one row = one ready-made batch."""
+
+    def __init__(self, model: CLLM4RecModel, vocab: IdVocab, docs: list[Document], batches: list[list[int]],
+                 lambda_reg: float, pad_id: int):
+        self.model, self.vocab, self.docs, self.batches = model, vocab, docs, batches
+        self.lambda_reg, self.pad_id = lambda_reg, pad_id
+
+    def trainable_module(self) -> torch.nn.Module:
+        return self.model
+
+    def collate(self, rows: list[int]) -> dict:
+        docs = [self.docs[k] for r in rows for k in self.batches[r]]
+        kinds = {d.kind for d in docs}
+        if len(kinds) != 1:
+            raise LlmrecError("PretrainTask: a batch mixes document kinds (train it with batch_size 1)")
+        ids, mask = pad_right([d.prompt + d.main for d in docs], self.pad_id)
+        labels = torch.full_like(ids, IGNORE)
+        for r, d in enumerate(docs):  # position t predicts token t + 1; the last prompt token predicts main[0]
+            p = len(d.prompt)
+            labels[r, p - 1:p - 1 + len(d.main)] = torch.as_tensor(d.main)
+        return {"ids": ids, "mask": mask, "labels": labels, "collab": torch.tensor(kinds == {"collab"}),
+                "n_tokens": int(mask.sum())}
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        side = "collab" if bool(batch["collab"]) else "content"
+        return lm_loss(self.model, batch["ids"], batch["mask"], batch["labels"], side, self.lambda_reg)
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        raise LlmrecError("PretrainTask has no evaluation scores")
+
+
+def lm_loss(model: CLLM4RecModel, ids, mask, labels, side: str, lambda_reg: float) -> torch.Tensor:
+    """Mean cross-entropy of the main tokens (over items for the collaborative side, over the vocabulary for the
+    content side) + lambda x the per-document mutual regulariser averaged over documents."""
+    h = model.hidden(ids, mask, side)
+    at = labels != IGNORE
+    if side == "collab":
+        logits = model.item_logits(h[at], "collab")
+        target = labels[at] - model.vocab_size - model.n_users
+    else:
+        logits = model.vocab_logits(h[at])
+        target = labels[at]
+    loss = F.cross_entropy(logits.float(), target)
+    if lambda_reg:
+        loss = loss + lambda_reg * model.regulariser(ids, side).mean()
+    return loss
+
+
+class RecommendTask:
+    """Multinomial recommendation fine-tuning of the collaborative side; one row = one user."""
+
+    def __init__(self, model: CLLM4RecModel, vocab: IdVocab, users: np.ndarray, train_items: list[np.ndarray],
+                 heldout_ratio: float, target: str, max_prompt_items: int | None, lambda_reg: float, pad_id: int):
+        self.model, self.vocab, self.users, self.train_items = model, vocab, np.asarray(users), train_items
+        self.heldout_ratio, self.target, self.max_prompt_items = heldout_ratio, target, max_prompt_items
+        self.lambda_reg, self.pad_id = lambda_reg, pad_id
+
+    def trainable_module(self) -> torch.nn.Module:
+        return self.model
+
+    def collate(self, rows: list[int]) -> dict:
+        seqs, targets = [], []
+        for r in rows:
+            user = int(self.users[r])
+            items = self.train_items[user]
+            # torch's global RNG: `fit` seeds it and restores it on resume, so the draws repeat exactly
+            perm = items[torch.randperm(len(items)).numpy()]
+            n_out = max(1, int(round(self.heldout_ratio * len(items))))
+            shown, held = perm[n_out:], perm[:n_out]
+            if self.max_prompt_items is not None and len(shown) > self.max_prompt_items:
+                shown = shown[:self.max_prompt_items]  # already in random order
+            seqs.append(recommendation_prompt(self.vocab, user, shown))
+            targets.append(held if self.target == "heldout" else items)
+        ids, mask = pad_right(seqs, self.pad_id)
+        tgt, tmask = pad_right([list(t) for t in targets], 0)
+        return {"ids": ids, "mask": mask, "targets": tgt, "target_mask": tmask, "n_tokens": int(mask.sum())}
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        m = self.model
+        h = m.last_hidden(batch["ids"], batch["mask"], "collab")
+        logp = F.log_softmax(m.item_logits(h, "collab").float(), dim=-1)
+        # padding targets point at id 0 (log-prob -inf): selected away, never multiplied (0 x -inf is NaN)
+        picked = torch.where(batch["target_mask"].bool(), logp.gather(1, batch["targets"]), 0.0)
+        loss = -picked.sum(1).mean()
+        if self.lambda_reg:
+            item_tokens = torch.where(batch["target_mask"].bool(), batch["targets"] + self.vocab.item_base, 0)
+            both = torch.cat([batch["ids"], item_tokens], 1)
+            loss = loss + self.lambda_reg * m.regulariser(both, "collab").mean()
+        return loss
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        raise LlmrecError("RecommendTask is evaluated through RankTask")
+
+
+class RankTask:
+    """Top-k item ids of users, one row per (user, rank position), for `fit` / `predict_rows`."""
+
+    def __init__(self, model: CLLM4RecModel, vocab: IdVocab, users: np.ndarray, train_items: list[np.ndarray],
+                 k: int, max_prompt_items: int | None, pad_id: int, seed: int):
+        if model.n_items > 2 ** 24:
+            raise LlmrecError(f"RankTask: {model.n_items} items do not fit float32 scores exactly")
+        self.model, self.vocab, self.users, self.train_items = model, vocab, np.asarray(users), train_items
+        self.k, self.max_prompt_items, self.pad_id, self.seed = k, max_prompt_items, pad_id, seed
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.users) * self.k
+
+    def trainable_module(self) -> torch.nn.Module:
+        return self.model
+
+    def prompt_items(self, user: int) -> np.ndarray:
+        """The user's train items in a fixed seeded order (a fixed subset when capped)."""
+        items = self.train_items[user]
+        rng = np.random.default_rng([self.seed, 4, user])
+        return subset(items[rng.permutation(len(items))], self.max_prompt_items, rng)
+
+    def collate(self, rows: list[int]) -> dict:
+        slots = [r // self.k for r in rows]
+        uniq = sorted(set(slots))
+        users = [int(self.users[s]) for s in uniq]
+        ids, mask = pad_right([recommendation_prompt(self.vocab, u, self.prompt_items(u)) for u in users],
+                              self.pad_id)
+        where = {s: n for n, s in enumerate(uniq)}
+        return {"ids": ids, "mask": mask, "exclude": exclusion_mask([self.train_items[u] for u in users],
+                                                                    self.model.n_items),
+                "row_user": torch.tensor([where[s] for s in slots]), "row_pos": torch.tensor([r % self.k for r in rows])}
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        h = self.model.last_hidden(batch["ids"], batch["mask"], "collab")
+        top = top_items(self.model.item_logits(h, "collab"), batch["exclude"], self.k)
+        return top[batch["row_user"], batch["row_pos"]].float()
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        raise LlmrecError("RankTask is for evaluation only")
+
+    def topk(self, scores: np.ndarray) -> np.ndarray:
+        """`predict_rows` output -> [users, k] item ids."""
+        return np.asarray(scores).reshape(len(self.users), self.k).round().astype(np.int64)

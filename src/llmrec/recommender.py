@@ -1,0 +1,208 @@
+"""Inference from a saved run: "score this pair" and "top-k for this user".
+
+    rec = Recommender.from_pretrained("runs/binllm-ml-100k")
+    rec.score([1, 1], [50, 172])            # scores of (user, item) pairs
+    rec.recommend(user=1, k=10)             # [(item_id, title, score), ...]
+
+Histories are the user's positives in every part of the run's split, oldest first (the user's past as known now).
+Unknown users or items never crash: LLM runs fall back to the text-only prompt (no codes, no collaborative
+embedding) with a warning; collaborative runs give NaN with a warning.
+For LLM runs, `recommend` over the whole catalogue first shortlists `pool` candidates (by the run's own
+collaborative model where it has one — BinLLM's encoder, CoLLM's collaborative model — else by popularity) and
+re-ranks them with the LLM, each user's shared prompt prefix encoded once (YesScorer.rank).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llmrec.errors import LlmrecError
+from llmrec.metrics import frame_metrics
+from llmrec.runs import open_run
+
+LLM_METHODS = ("icl", "tallrec", "binllm", "collm")
+
+
+class Recommender:
+    def __init__(self, run, split):
+        self.run = run
+        self.cfg = run.config
+        self.split = split
+        self.titles = split.titles()
+        parts = pd.concat([split.train, split.valid, split.test], ignore_index=True).sort_values(
+            "timestamp", kind="stable")
+        pos = parts[parts["label"] == 1]
+        self.history = {int(u): g["item_id"].to_numpy() for u, g in pos.groupby("user_id")}
+        self.seen = {int(u): set(g["item_id"].tolist()) for u, g in parts.groupby("user_id")}
+        counts = split.train["item_id"].value_counts()
+        self.popularity = np.zeros(split.n_items)
+        self.popularity[counts.index.to_numpy()] = counts.to_numpy()
+        self._collab = None  # a collaborative scorer (model or encoder) when the run has one
+        self._llm = None
+
+    # -- loading --------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path) -> "Recommender":
+        from llmrec.data.types import ClickSplit
+
+        run = open_run(run_dir)
+        if not run.finished:
+            raise LlmrecError(f"{run.path}: the run has not finished (no metrics.json); run its train command again")
+        rec = cls(run, ClickSplit.load(run.file("split")))
+        rec._load()
+        return rec
+
+    def _load_collab(self, name: str):
+        from llmrec import collab
+        from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig
+
+        desc = self.run.load_json(f"{name}.json")["description"]
+        if desc.get("class") == "BinaryEncoder":
+            from llmrec.config import from_dict
+            model = BinaryEncoder(self.split.n_users, self.split.n_items,
+                                  from_dict(EncoderConfig, self.cfg.encoder, "encoder"))
+        else:
+            model = collab.from_description(desc)
+            model.prepare(self.split.train)
+        model.load_state_dict(self.run.load_tensors(f"{name}.safetensors"))
+        return model.eval()
+
+    def _load(self) -> None:
+        m = self.cfg.method
+        if m not in LLM_METHODS:
+            self._collab = self._load_collab("model")
+            return
+        from llmrec.llm.backbones import load_backbone
+        from llmrec.methods.click import ClickPrompts, load_adapter, scorer_for
+        from llmrec.methods.tallrec.recipe import text_prompts
+
+        model, tokenizer = load_backbone(self.cfg.llm.backbone, dtype=self.cfg.llm.dtype)
+        if m != "icl":
+            model = load_adapter(model, self.run.file("adapter"))
+        module, embed_fn = model, None
+        self.text_prompts = text_prompts(self.split, tokenizer, self.cfg)
+        self.prompts = self.text_prompts
+        if m == "binllm" and self.cfg.binllm.prompt != "text":
+            from llmrec.methods.binllm.recipe import Codes, code_prompts
+            self._collab = self._load_collab("encoder")
+            self.prompts = code_prompts(self.split, tokenizer, self.cfg, Codes.load(self.run, self.cfg.binllm.code_format))
+        elif m == "collm":
+            from llmrec.methods.collm.mapping import CoLLM
+            from llmrec.methods.collm.recipe import embed_prompts
+            self._collab = self._load_collab("collab")
+            if self.run.has("collab_tuned.safetensors"):
+                self._collab.load_state_dict(self.run.load_tensors("collab_tuned.safetensors"))
+            module = CoLLM(model, self._collab, model.config.hidden_size)
+            module.mapping.load_state_dict(self.run.load_tensors("mapping.safetensors"))
+            module.eval()
+            embed_fn = module.embed
+            self.prompts = embed_prompts(self.split, tokenizer, self.cfg)
+        self._llm = scorer_for(model, tokenizer, self.cfg, embed_fn=embed_fn)
+        self._text_scorer = scorer_for(model, tokenizer, self.cfg)
+
+    # -- scoring --------------------------------------------------------------------------------------------
+    def _known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return (users >= 1) & (users < self.split.n_users) & (items >= 1) & (items < self.split.n_items)
+
+    def _frame(self, users, items, history_len: int = 50) -> pd.DataFrame:
+        empty = np.zeros(0, dtype=np.int64)
+        return pd.DataFrame({"user_id": users, "item_id": items, "label": np.zeros(len(users), dtype=np.int8),
+                             "history": [self.history.get(int(u), empty)[-history_len:] for u in users]})
+
+    def _collab_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        from llmrec.collab.trainer import predict
+
+        return predict(self._collab, self._frame(users, items))
+
+    def score(self, users, items) -> np.ndarray:
+        """Scores of (user, item) pairs (higher = more likely to be liked)."""
+        users = np.asarray(users, dtype=np.int64).ravel()
+        items = np.asarray(items, dtype=np.int64).ravel()
+        if users.shape != items.shape:
+            raise LlmrecError(f"score: {len(users)} users but {len(items)} items")
+        known = self._known(users, items)
+        if not known.all():
+            bad = [(int(u), int(i)) for u, i in zip(users[~known], items[~known])][:3]
+            how = "the text-only prompt" if self._llm is not None else "NaN"
+            warnings.warn(f"{(~known).sum()} pair(s) with unknown user or item (e.g. {bad}); scored with {how}",
+                          stacklevel=2)
+        out = np.full(len(users), np.nan)
+        if self._llm is None:
+            if known.any():
+                out[known] = self._collab_scores(users[known], items[known])
+            return out
+        frame = self._frame(users, items)
+        if known.any():
+            out[known] = self._llm.score(self.prompts.for_frame(frame[known]))
+        if (~known).any():
+            out[~known] = self._text_scorer.score(self.text_prompts.for_frame(frame[~known]))
+        return out
+
+    def recommend(self, user: int, k: int = 10, candidates=None, pool: int = 100) -> list[tuple[int, str, float]]:
+        """Top-k (item id, title, score) for a user among `candidates` (default: every item they have not seen)."""
+        if k < 1:
+            raise LlmrecError(f"recommend: k must be >= 1, got {k}")
+        user = int(user)
+        if candidates is None:
+            seen = self.seen.get(user, set())
+            candidates = np.array([i for i in range(1, self.split.n_items) if i not in seen], dtype=np.int64)
+            if self._llm is not None and len(candidates) > pool:
+                candidates = self._shortlist(user, candidates, pool)
+        candidates = np.asarray(candidates, dtype=np.int64)
+        if not len(candidates):
+            raise LlmrecError(f"recommend: no candidate items for user {user}")
+        users = np.full(len(candidates), user)
+        if self._llm is not None and self._known(users[:1], candidates[:1]).all() and \
+                self._known(users, candidates).all():
+            scores = self._llm.rank(self.prompts.for_frame(self._frame(users, candidates)))
+        else:
+            scores = self.score(users, candidates)
+        order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:k]
+        return [(int(candidates[j]), self.titles.get(int(candidates[j]), ""), float(scores[j])) for j in order]
+
+    def _shortlist(self, user: int, candidates: np.ndarray, pool: int) -> np.ndarray:
+        if self._collab is not None and 1 <= user < self.split.n_users:
+            pre = self._collab_scores(np.full(len(candidates), user), candidates)
+        else:
+            pre = self.popularity[candidates]
+        return candidates[np.argsort(-pre, kind="stable")[:pool]]
+
+    def score_csv(self, path: str | Path) -> pd.DataFrame:
+        """Read (user_id, item_id) pairs from a CSV and add a `score` column."""
+        path = Path(path)
+        try:
+            pairs = pd.read_csv(path)
+        except FileNotFoundError:
+            raise LlmrecError(f"{path}: no such file") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise LlmrecError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        missing = [c for c in ("user_id", "item_id") if c not in pairs.columns]
+        if missing:
+            raise LlmrecError(f"{path}: missing column(s) {', '.join(missing)} (expected user_id,item_id)")
+        for col in ("user_id", "item_id"):
+            values = pd.to_numeric(pairs[col], errors="coerce")
+            if values.isna().any() or (values % 1 != 0).any():
+                row = int(np.flatnonzero(values.isna() | (values % 1 != 0))[0]) + 2
+                raise LlmrecError(f"{path}: row {row}: {col} must be an integer id, got {pairs[col].iloc[row - 2]!r}")
+            pairs[col] = values.astype(np.int64)
+        pairs["score"] = self.score(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy())
+        return pairs
+
+    def evaluate(self, part: str = "test") -> dict:
+        """AUC / UAUC (overall, warm, cold) of the run on a part of its split (eval.test_rows applies to test)."""
+        from llmrec.methods.click import subset
+
+        frame = self.split.part(part)
+        if part == "test":
+            frame = subset(frame, self.cfg.eval.test_rows, self.cfg.seed)
+        if self._llm is None:
+            from llmrec.collab.trainer import predict
+            scores = predict(self._collab, frame)
+        else:
+            scores = self._llm.score(self.prompts.for_frame(frame), progress=True)
+        return frame_metrics(frame, scores)

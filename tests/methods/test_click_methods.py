@@ -1,0 +1,137 @@
+"""ICL, TALLRec, BinLLM and CoLLM end to end on the tiny backbone and a synthetic split."""
+import numpy as np
+import pytest
+import torch
+
+from llmrec import experiment
+from llmrec.errors import LlmrecError
+from llmrec.llm.backbones import load_backbone
+from llmrec.llm.prompts import EMBED
+from llmrec.llm.scoring import token_embeddings
+from llmrec.methods.binllm.encoder import bits_to_text
+from llmrec.methods.click import ClickPrompts
+from llmrec.metrics import frame_metrics
+from llmrec.recommender import Recommender
+
+TINY = ["llm.backbone=tiny", "stage1.max_samples=32", "stage1.batch_size=8", "stage1.eval_every=2",
+        "stage1.eval_rows=24", "stage2.max_samples=16", "stage2.eval_every=2", "stage2.eval_rows=24",
+        "encoder.epochs=3", "collab.epochs=2", "eval.test_rows=40", "eval.batch_size=8"]
+
+
+def run_method(method, split, out, extra=()):
+    cfg = experiment.make_config(method, None, TINY + list(extra))
+    return experiment.train(cfg, out, split=split)
+
+
+@pytest.mark.parametrize("method", ["icl", "tallrec", "binllm", "collm"])
+def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tmp_path):
+    metrics = run_method(method, tiny_split, tmp_path / method)
+    test = metrics["test"]
+    assert test["rows"] == 40 and 0.0 <= test["auc"] <= 1.0
+    assert (tmp_path / method / "metrics.json").exists() and (tmp_path / method / "split" / "split.json").exists()
+    if method != "icl":
+        assert (tmp_path / method / "adapter" / "adapter_model.safetensors").exists()
+        assert metrics["stage1"]["samples"] == 32
+    if method in ("binllm", "collm"):
+        assert metrics["stage2"]["samples"] == 16
+    rec = Recommender.from_pretrained(tmp_path / method)
+    again = rec.evaluate("test")
+    assert again["auc"] == pytest.approx(test["auc"], abs=1e-6)  # the saved run reproduces its own test metrics
+    top = rec.recommend(1, k=3, candidates=[2, 3, 4, 5])
+    assert len(top) == 3 and all(item in (2, 3, 4, 5) for item, _, _ in top)
+    scores = [s for _, _, s in top]
+    assert scores == sorted(scores, reverse=True)
+    with pytest.warns(UserWarning, match="unknown user or item"):
+        s = rec.score([1, 10_000], [2, 3])
+    assert np.isfinite(s).all()  # the unknown user falls back to the text-only prompt, never a crash
+
+
+def test_finished_run_is_not_retrained_and_other_config_is_refused(tiny_split, tmp_path):
+    first = run_method("tallrec", tiny_split, tmp_path / "r")
+    stamp = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
+    assert run_method("tallrec", tiny_split, tmp_path / "r") == first
+    assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == stamp
+    with pytest.raises(LlmrecError, match="different config"):
+        run_method("tallrec", tiny_split, tmp_path / "r", ["stage1.lr=0.5"])
+
+
+def test_killed_stage2_resumes_without_redoing_stage1(tiny_split, tmp_path, monkeypatch):
+    from llmrec.methods import click
+
+    calls = {"n": 0}
+    real_loss = click.ClickTask.loss
+
+    def dying_loss(self, batch):
+        if any(p.user_span is not None for p in batch["prompts"]):  # a stage-2 (code) batch
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return real_loss(self, batch)
+
+    monkeypatch.setattr(click.ClickTask, "loss", dying_loss)
+    extra = ["stage2.eval_every=1"]
+    with pytest.raises(KeyboardInterrupt):
+        run_method("binllm", tiny_split, tmp_path / "b", extra)
+    stage1_state = (tmp_path / "b" / "stage1_train" / "checkpoint" / "state.json").read_text()
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    monkeypatch.setattr(click.ClickTask, "loss", real_loss)
+    metrics = run_method("binllm", tiny_split, tmp_path / "b", extra)
+    assert metrics["stage2"]["steps"] == 2 and metrics["stage1"]["samples"] == 32
+    assert (tmp_path / "b" / "stage1_train" / "checkpoint" / "state.json").read_text() == stage1_state
+
+
+def test_stage1_from_reuses_a_tallrec_adapter(tiny_split, tmp_path):
+    run_method("tallrec", tiny_split, tmp_path / "t")
+    m = run_method("binllm", tiny_split, tmp_path / "b", [f"stage1_from={tmp_path / 't'}"])
+    assert m["stage1"]["from"] == str(tmp_path / "t")
+    assert not (tmp_path / "b" / "stage1_train").exists()
+    with pytest.raises(LlmrecError, match="different llm.lora"):
+        run_method("collm", tiny_split, tmp_path / "c", [f"stage1_from={tmp_path / 't'}", "llm.lora.r=4"])
+
+
+def test_binllm_prompt_carries_the_codes_as_text(tiny_split):
+    _, tok = load_backbone("tiny")
+    bits = np.random.default_rng(0).integers(0, 2, (tiny_split.n_items, 32))
+    code = lambda i: bits_to_text(bits[i], "dot_decimal")
+    prompts = ClickPrompts(tiny_split, tok, "id", user_slot=code, item_slot=code)
+    row = tiny_split.test.iloc[0]
+    p = prompts.build(row.user_id, row.item_id, row.history)
+    text = tok.decode(p.input_ids)
+    assert f"encoded in the feature {code(row.user_id)}." in text
+    assert f"with the feature {code(row.item_id)}?" in text
+    assert tok.decode(p.input_ids[p.item_span[0]:p.item_span[1]]).strip() == code(row.item_id)
+
+
+def test_collm_overwrites_exactly_the_slot_positions(tiny_split):
+    from llmrec import collab
+    from llmrec.methods.collm.mapping import CoLLM
+    from llmrec.llm.scoring import Batch
+
+    model, tok = load_backbone("tiny")
+    cf = collab.build_model("mf", tiny_split.n_users, tiny_split.n_items, dim=8)
+    collm = CoLLM(model, cf, model.config.hidden_size)
+    prompts = ClickPrompts(tiny_split, tok, "id", user_slot=lambda u: EMBED, item_slot=lambda i: EMBED)
+    rows = tiny_split.test.iloc[:3]
+    ps = prompts.for_frame(rows)
+    T = max(len(p) for p in ps)
+    ids = torch.zeros(3, T, dtype=torch.long)
+    for b, p in enumerate(ps):
+        ids[b, :len(p)] = torch.tensor(p.input_ids)
+    lengths = torch.tensor([len(p) for p in ps])
+    batch = Batch(ids, (torch.arange(T)[None] < lengths[:, None]).long(), lengths, torch.arange(3), ps, 0)
+    out = collm.embed(ids, batch)
+    base = token_embeddings(model, ids)
+    user_vec, item_vec = collm.slot_vectors(ps, ids.device)
+    for b, p in enumerate(ps):
+        changed = torch.nonzero((out[b] != base[b]).any(-1)).squeeze(1).tolist()
+        assert changed == sorted([p.user_pos, p.item_pos])
+        torch.testing.assert_close(out[b, p.user_pos], user_vec[b])
+        torch.testing.assert_close(out[b, p.item_pos], item_vec[b])
+
+
+def test_collab_methods_and_binmf_use_the_same_test_rows(tiny_split, tmp_path):
+    for method in ("mf", "binmf"):
+        m = run_method(method, tiny_split, tmp_path / method)
+        assert m["test"]["rows"] == 40
+        rec = Recommender.from_pretrained(tmp_path / method)
+        assert rec.evaluate("test")["auc"] == pytest.approx(m["test"]["auc"])
