@@ -48,3 +48,9 @@ def test_run_directory_resume_and_refuse_other_config(tmp_path):
     with pytest.raises(LlmrecError, match="not a run directory"):
         open_run(tmp_path / "nothing")
     assert not list((tmp_path / "r").glob("*.tmp"))
+
+
+def test_partial_section_keeps_the_parents_defaults():
+    cfg = load_config(None, ["stage2.max_samples=64"])
+    assert cfg.stage2.batch_size == 4 and cfg.stage2.lr == pytest.approx(1e-4)  # not StageConfig's own defaults
+    assert cfg.stage2.max_samples == 64

@@ -234,7 +234,13 @@ def from_dict(cls, data: dict | None, where: str = "config"):
     unknown = sorted(set(data) - names)
     if unknown:
         raise LlmrecError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)
+                if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(hints[f.name])}
+    kwargs = {}
+    for k, v in data.items():
+        if k in defaults and isinstance(v, dict):  # a partial section keeps the parent's defaults for the rest
+            v = _merge(to_dict(defaults[k]), v)
+        kwargs[k] = _coerce(v, hints[k], f"{where}.{k}")
     return cls(**kwargs)
 
 

@@ -76,7 +76,7 @@ def test_killed_stage2_resumes_without_redoing_stage1(tiny_split, tmp_path, monk
     assert not (tmp_path / "b" / "metrics.json").exists()
     monkeypatch.setattr(click.ClickTask, "loss", real_loss)
     metrics = run_method("binllm", tiny_split, tmp_path / "b", extra)
-    assert metrics["stage2"]["steps"] == 2 and metrics["stage1"]["samples"] == 32
+    assert metrics["stage2"]["steps"] == 4 and metrics["stage1"]["samples"] == 32
     assert (tmp_path / "b" / "stage1_train" / "checkpoint" / "state.json").read_text() == stage1_state
 
 

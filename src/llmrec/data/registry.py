@@ -21,6 +21,7 @@ import pandas as pd
 from llmrec.data.amazon import load_amazon
 from llmrec.data.build import make_dataset
 from llmrec.data.collm import load_collm
+from llmrec.data.lcrec_format import load_lcrec
 from llmrec.data.ml100k import load_ml100k
 from llmrec.data.movielens import load_ml1m, load_ml20m
 from llmrec.data.tabular import load_atomic, load_table
@@ -70,6 +71,8 @@ REGISTRY: dict[str, Source] = {
                       path_options=("inter", "item")),
     "collm": Source("CoLLM/BinLLM processed ML-1M split (*_ood2.pkl, folder or zip): path=...", load_collm_dataset,
                     click=load_collm, path_options=("path",), cache=False),
+    "lcrec": Source("LC-Rec processed JSON (<Name>.inter.json, .item.json): path=<folder or .inter.json>, "
+                    "dataset=<Name>", load_lcrec, path_options=("path",)),
 }
 ALIASES = {"ml100k": "ml-100k", "movielens-100k": "ml-100k", "ml1m": "ml-1m", "movielens-1m": "ml-1m",
            "ml20m": "ml-20m", "movielens-20m": "ml-20m", "tabular": "csv", "table": "csv", "atomic": "recbole",

@@ -39,12 +39,12 @@ class CLLM4RecConfig:
     content_verb: str | None = None
     """Verb of the content prompt "<user_i> has <verb> <item_j>:"; None: "watched" for MovieLens sources
     (name starting with "ml"), else "interacted with"."""
-    max_doc_items: int | None = 100
+    max_doc_items: int | None = 20
     """Collaborative documents: at most this many of the user's train items (a seeded random subset when longer;
     the prompt is never cut)."""
     max_text_tokens: int = 32
     """Content documents: the item text (title and genres) is cut to this many tokens (plus the end token)."""
-    max_content_docs: int | None = 2000
+    max_content_docs: int | None = 600
     """Content documents used (one per train pair, a seeded random subset when there are more); None: all."""
 
     # -- pre-training (collaborative + content LMs with mutual regularisation)
@@ -66,7 +66,7 @@ class CLLM4RecConfig:
     # -- recommendation fine-tuning
     finetune_lr: float = 1e-3
     """Learning rate of fine-tuning (official: 1e-4 over up to 150 epochs; the small budget needs larger steps)."""
-    finetune_epochs: float = 2.0
+    finetune_epochs: float = 1.0
     """Maximum fine-tuning epochs over the users (official: 150)."""
     finetune_batch_size: int = 16
     """Users per fine-tuning batch (official: 20)."""
@@ -75,17 +75,17 @@ class CLLM4RecConfig:
     finetune_target: str = "heldout"
     """Multinomial likelihood over: "heldout" (the held-out 20%, the paper) or "all" (all train items, the
     official code)."""
-    max_prompt_items: int | None = 50
+    max_prompt_items: int | None = 20
     """At most this many items in the fine-tuning / inference prompt (a random subset when longer; the final
     instruction is never cut)."""
     finetune_reg: bool = True
     """Keep the mutual regulariser (toward the fixed content embeddings) during fine-tuning, as the official
     fine-tuning script does."""
-    eval_every: int = 30
+    eval_every: int = 20
     """Validate every this many fine-tuning steps (and at the end)."""
     patience: int | None = 5
     """Stop after this many validations without gain; None never stops early."""
-    max_valid_users: int | None = 300
+    max_valid_users: int | None = 200
     """Validate on a seeded random subset of this many users (the test part always uses all); None: all."""
     eval_users_per_batch: int = 16
     """Users per scoring batch."""

