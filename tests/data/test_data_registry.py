@@ -17,7 +17,7 @@ def test_list_and_unknown_name():
     names = list_datasets()
     assert {"ml-100k", "ml-1m", "ml-20m", "amazon", "csv", "recbole", "collm"} <= set(names)
     assert all(isinstance(v, str) and v for v in names.values())
-    with pytest.raises(LlmrecError, match=r"unknown dataset 'ml-2m'; known: amazon, collm, csv, ml-100k, ml-1m"):
+    with pytest.raises(LlmrecError, match=r"unknown dataset 'ml-2m'; known: amazon, collm, csv, lcrec, ml-100k, ml-1m"):
         load_dataset("ml-2m")
 
 

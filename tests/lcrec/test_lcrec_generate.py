@@ -1,0 +1,96 @@
+"""Trie and constrained beam search against brute force and against transformers' generate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec.methods.lcrec.generate import constrained_beam_search, hf_constrained_generate, score_all_items
+from llmrec.methods.lcrec.trie import IndexTrie
+from llmrec.methods.lcrec.vocab import index_token_ids
+from llmrec.errors import LlmrecError
+
+PROMPTS = ["The user has interacted with items", "Which item is called \"Heat (1995)\"?",
+           "A much longer prompt, with (brackets) and numbers 0123456789, to exercise left padding."]
+
+
+def _prompts(tok):
+    return [tok(p)["input_ids"] for p in PROMPTS]
+
+
+def test_trie_walks_exactly_the_existing_indices(tiny_with_index):
+    _, tok, index, trie = tiny_with_index
+    table = index_token_ids(index, {t: tok.convert_tokens_to_ids(t) for t in index.tokens()})
+    for item in range(1, index.n_items):
+        assert trie.item_of(table[item].tolist()) == item
+        assert trie.item_of(table[item].tolist() + [tok.eos_token_id]) == item
+        for depth in range(index.levels):
+            assert table[item, depth] in trie.allowed_next(table[item, :depth].tolist())
+    assert trie.allowed_next(table[1].tolist()) == [tok.eos_token_id]
+    # every allowed continuation of the root's children leads to real prefixes only
+    real_prefixes = {tuple(r[:2]) for r in table[1:].tolist()}
+    for a in trie.allowed_next([]):
+        for b in trie.allowed_next([a]):
+            assert (a, b) in real_prefixes
+    assert trie.item_of([table[1, 0]] * index.levels) in (0, 1)  # a non-index spelling maps to no item (or itself)
+
+
+def test_trie_refuses_shared_indices():
+    table = np.array([[-1, -1], [5, 6], [5, 6]])
+    with pytest.raises(LlmrecError, match="share an index"):
+        IndexTrie(table)
+
+
+@pytest.mark.parametrize("eos", [True, False])
+def test_exhaustive_beam_equals_brute_force(tiny_with_index, eos):
+    model, tok, index, trie = tiny_with_index
+    table = index_token_ids(index, {t: tok.convert_tokens_to_ids(t) for t in index.tokens()})
+    eos_id = tok.eos_token_id if eos else None
+    n = index.n_items - 1
+    res = constrained_beam_search(model, _prompts(tok), trie, num_beams=n + 3, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=eos_id)
+    for b, prompt in enumerate(_prompts(tok)):
+        brute = score_all_items(model, prompt, table, eos_token_id=eos_id)
+        got = res.items[b]
+        assert (got[:n] > 0).all() and (got[n:] == 0).all()  # every item once, padding after
+        assert sorted(got[:n].tolist()) == list(range(1, n + 1))
+        torch.testing.assert_close(res.scores[b, :n], brute[got[:n]], atol=1e-4, rtol=1e-4)
+        ranked = brute[got[:n]]  # the brute-force scores in the beam's order: non-increasing (ties within float noise)
+        assert (ranked[:-1] >= ranked[1:] - 1e-5).all()
+        assert ranked[0] == pytest.approx(float(brute.max()), abs=1e-5)
+
+
+def test_narrow_beam_returns_distinct_existing_items_best_first(tiny_with_index):
+    model, tok, index, trie = tiny_with_index
+    res = constrained_beam_search(model, _prompts(tok), trie, num_beams=5, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id)
+    assert res.items.shape == (3, 5)
+    for row, sc in zip(res.items, res.scores):
+        assert len(set(row.tolist())) == 5 and (row > 0).all() and (row < index.n_items).all()
+        assert (sc[:-1] >= sc[1:]).all()
+    assert res.ranks([res.items[0, 2], res.items[1, 0], 0]).tolist() == [3.0, 1.0, float("inf")]
+
+
+def test_batched_equals_one_prompt_at_a_time(tiny_with_index):
+    model, tok, _, trie = tiny_with_index
+    prompts = _prompts(tok)
+    together = constrained_beam_search(model, prompts, trie, num_beams=6, pad_token_id=tok.pad_token_id,
+                                       eos_token_id=tok.eos_token_id)
+    for b, p in enumerate(prompts):
+        alone = constrained_beam_search(model, [p], trie, num_beams=6, pad_token_id=tok.pad_token_id,
+                                        eos_token_id=tok.eos_token_id)
+        assert alone.items[0].tolist() == together.items[b].tolist()
+        torch.testing.assert_close(alone.scores[0], together.scores[b], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("beams", [4, 40])
+def test_same_items_as_transformers_generate(tiny_with_index, beams):
+    model, tok, index, trie = tiny_with_index
+    prompts = _prompts(tok)
+    ours = constrained_beam_search(model, prompts, trie, num_beams=beams, pad_token_id=tok.pad_token_id,
+                                   eos_token_id=tok.eos_token_id)
+    ref = hf_constrained_generate(model, prompts, trie, num_beams=beams, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id)
+    assert ours.items.tolist() == ref.items.tolist()
+    finite = torch.isfinite(ref.scores)
+    torch.testing.assert_close(ours.scores[finite], ref.scores[finite], atol=1e-3, rtol=1e-4)
