@@ -38,7 +38,7 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from llmrec import experiment
 
-    print(experiment.format_metrics(None, experiment.evaluate(args.run, parts=args.parts.split(","))))
+    print(experiment.format_parts(experiment.evaluate(args.run, parts=args.parts.split(","))))
 
 
 def _recommend(args) -> None:
@@ -126,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # overrides (section.field=value) may come before or after the options
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     try:
         args.func(args)
     except LlmrecError as exc:

@@ -90,13 +90,13 @@ def evaluate(run_dir: str | Path, parts: list[str] = ("test",)) -> dict:
 
 
 def format_metrics(method: str | None, metrics: dict) -> str:
-    """A short markdown table of test metrics (overall, warm, cold)."""
-    test = metrics.get("test", metrics)
-    if "test" not in metrics and all(isinstance(v, dict) for v in metrics.values()):
-        rows = [{"part": k, **_row(v)} for k, v in metrics.items()]
-    else:
-        rows = [{"method": method or metrics.get("method", ""), **_row(test)}]
-    return markdown_table(rows)
+    """A one-row markdown table of a run's test metrics (overall, warm, cold)."""
+    return markdown_table([{"method": method or metrics.get("method", ""), **_row(metrics.get("test", metrics))}])
+
+
+def format_parts(by_part: dict[str, dict]) -> str:
+    """One row per split part, for `evaluate`'s {part: metrics}."""
+    return markdown_table([{"part": part, **_row(m)} for part, m in by_part.items()])
 
 
 def _row(m: dict) -> dict:

@@ -75,7 +75,9 @@ def answer_token_id(tokenizer, word: str, prompt: str = ANSWER_PROBE) -> int:
     return full[len(base)]
 
 
-def resolve_answer_tokens(tokenizer, words: tuple[str, str] = ("Yes", "No"), prompt: str = ANSWER_PROBE) -> AnswerTokens:
+def resolve_answer_tokens(tokenizer, words: tuple[str, str] = ("Yes", "No"),
+                          prompt: str = ANSWER_PROBE) -> AnswerTokens:
+    """Ids of the positive and negative answer tokens after `prompt` (see answer_token_id)."""
     yes, no = (answer_token_id(tokenizer, w, prompt) for w in words)
     if yes == no:
         raise LlmrecError(f"answer words {words[0]!r} and {words[1]!r} start with the same token ({yes})")
