@@ -15,7 +15,7 @@ from llmrec.data.splits import get_click_split
 from llmrec.data.types import ClickSplit
 from llmrec.errors import LlmrecError
 from llmrec.report import markdown_table
-from llmrec.runs import Run, open_run
+from llmrec.runs import Run
 
 COLLAB_METHODS = ("mf", "lightgcn", "sasrec", "din")
 LLM_METHODS = ("icl", "tallrec", "binllm", "collm")

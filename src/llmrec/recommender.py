@@ -13,13 +13,11 @@ re-ranks them with the LLM, each user's shared prompt prefix encoded once (YesSc
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from llmrec.errors import LlmrecError
 from llmrec.metrics import frame_metrics
@@ -78,7 +76,7 @@ class Recommender:
             self._collab = self._load_collab("model")
             return
         from llmrec.llm.backbones import load_backbone
-        from llmrec.methods.click import ClickPrompts, load_adapter, scorer_for
+        from llmrec.methods.click import load_adapter, scorer_for
         from llmrec.methods.tallrec.recipe import text_prompts
 
         model, tokenizer = load_backbone(self.cfg.llm.backbone, dtype=self.cfg.llm.dtype)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 

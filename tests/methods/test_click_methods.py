@@ -10,7 +10,6 @@ from llmrec.llm.prompts import EMBED
 from llmrec.llm.scoring import token_embeddings
 from llmrec.methods.binllm.encoder import bits_to_text
 from llmrec.methods.click import ClickPrompts
-from llmrec.metrics import frame_metrics
 from llmrec.recommender import Recommender
 
 TINY = ["llm.backbone=tiny", "stage1.max_samples=32", "stage1.batch_size=8", "stage1.eval_every=2",

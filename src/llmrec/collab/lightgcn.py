@@ -87,7 +87,9 @@ class LightGCN(CollabModel):
     def adjacency(self) -> torch.Tensor:
         n = self.n_users + self.n_items
         if self._adj is None or self._adj.device != self.edge_weight.device:
-            self._adj = torch.sparse_coo_tensor(self.edge_index, self.edge_weight, (n, n)).coalesce()
+            # built once per graph; checked, so a corrupt loaded graph raises instead of crashing
+            self._adj = torch.sparse_coo_tensor(self.edge_index, self.edge_weight, (n, n),
+                                                check_invariants=True).coalesce()
         return self._adj
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,8 +33,9 @@ from llmrec.errors import LlmrecError
 from llmrec.metrics import hit_rate, mrr, ndcg, rank_of_target
 
 CHECKPOINT_FILE = "last.safetensors"
-RANKING_SASREC = {"max_len": 50, "lr": 1e-3, "weight_decay": 0.0}
-"""SASRec settings for ranking that differ from its click defaults (original paper: maxlen 50, lr 1e-3, no L2)."""
+RANKING_SASREC = {"max_len": 50, "lr": 1e-3, "weight_decay": 0.0, "xavier_init": True}
+"""SASRec settings for ranking that differ from its click defaults (original code: maxlen 50, lr 1e-3, no L2,
+xavier-normal initialisation)."""
 
 
 @dataclass

