@@ -1,13 +1,10 @@
 """The `llmrec` command end to end on a CSV dataset: data, train, evaluate, recommend, score, and bad input."""
-import sys
-
 import pandas as pd
 import pytest
 
 from llmrec.cli import main
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from conftest import synthetic_dataset  # noqa: E402
+from synthetic import synthetic_dataset
 
 
 @pytest.fixture
