@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/llmrec demo
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -p no:cacheprovider --timeout 600
+	$(PY) -m pytest -p no:cacheprovider --timeout 600
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.run

@@ -55,10 +55,10 @@ class CollabConfig:
     """Adam weight decay; None: the model's paper default."""
     batch_size: int = 1024
     """Training batch size."""
-    epochs: int = 200
+    epochs: int = 1000
     """Maximum epochs."""
-    patience: int = 10
-    """Epochs without valid_small AUC gain before stopping."""
+    patience: int = 50
+    """Epochs without valid_small AUC gain before stopping (the official scripts use 50 to 100)."""
 
 
 @dataclass
