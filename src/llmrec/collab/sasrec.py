@@ -121,7 +121,7 @@ class SASRec(CollabModel):
     def encode(self, seq: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """Hidden state at every position [B, L, d] of left-padded sequences [B, L], L <= max_len (causal: position
         t sees items up to t only), or at the last position only [B, 1, d] (cheaper: the last block skips the rest)."""
-        batch, length = seq.shape
+        length = seq.shape[1]
         if length > self.config.max_len:
             raise ValueError(f"sequence length {length} exceeds SASRec max_len {self.config.max_len}")
         real = seq != 0
