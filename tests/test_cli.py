@@ -64,3 +64,41 @@ def test_malformed_csv_is_one_line(tmp_path, capsys):
     assert main(["train", "mf", "--out", str(tmp_path / "r"), "data.dataset=csv", f"data.path={bad}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.csv" in err
+
+
+TINY_LLM = ["llm.backbone=tiny", "stage1.max_samples=16", "stage1.batch_size=8", "stage1.eval_rows=0",
+            "stage2.max_samples=16", "stage2.batch_size=8", "stage2.eval_rows=0", "encoder.epochs=2",
+            "eval.test_rows=24", "eval.batch_size=8"]
+
+
+def test_benchmark_writes_table_and_figures(csv_data, tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--methods", "mf,binllm,binllm-binary", "--out", str(out), *overrides(csv_data), *TINY_LLM]
+    assert main(argv) == 0
+    table = (out / "table.md").read_text().splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:]] == ["mf", "binllm", "binllm-binary"]
+    for png in ("warm_cold_auc.png", "binary_vs_dot_decimal.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import json
+    results = json.loads((out / "results.json").read_text())
+    tokens = {m: results[m]["test"]["prompt_tokens_per_sample"] for m in ("binllm", "binllm-binary")}
+    assert tokens["binllm-binary"] > tokens["binllm"]  # 32 characters per code against 4 short numbers
+    assert results["mf"]["test"]["rows"] == results["binllm"]["test"]["rows"] == 24  # same test rows for all
+    capsys.readouterr()
+    assert main(["benchmark", "--methods", "mf,lcrec", "--out", str(tmp_path / "mixed")]) == 2
+    assert "mix method families" in capsys.readouterr().err
+
+
+def test_demo_then_binary_variant_reuses_finished_runs(csv_data, tmp_path, capsys):
+    out = tmp_path / "demo"
+    data = ["data.dataset=csv", f"data.path={csv_data}", "data.options={rating: rating, timestamp: timestamp, "
+            "title: title}", "data.cuts=[0.7, 0.85]"]
+    argv = ["demo", "--quick", "--out", str(out), *data, "llm.backbone=tiny", "eval.test_rows=24"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert all(f"| {m} |" in printed for m in ("mf", "tallrec", "binllm")) and "BinLLM top 5" in printed
+    assert out.joinpath("binllm", "config.yaml").read_text().count(f"stage1_from: {out / 'tallrec'}") == 1
+    stamps = {m: (out / m / "metrics.json").stat().st_mtime_ns for m in ("mf", "tallrec", "binllm")}
+    assert main([*argv[:2], "--methods", "mf,tallrec,binllm,binllm-binary", *argv[2:]]) == 0
+    assert {m: (out / m / "metrics.json").stat().st_mtime_ns for m in stamps} == stamps  # reused, not retrained
+    assert (out / "binary_vs_dot_decimal.png").exists() and "| binllm-binary |" in capsys.readouterr().out

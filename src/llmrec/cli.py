@@ -41,12 +41,30 @@ def _evaluate(args) -> None:
     print(experiment.format_parts(experiment.evaluate(args.run, parts=args.parts.split(","))))
 
 
+def _id_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise LlmrecError(f"{option}: expected comma-separated integer ids, got {text!r}") from None
+
+
 def _recommend(args) -> None:
     from llmrec.recommender import Recommender
 
+    if (args.user is None) == (args.items is None):
+        raise LlmrecError("recommend: give exactly one of --user U or --items I1,I2,... (a new user's known items)")
+    candidates = _id_list(args.candidates, "--candidates") if args.candidates else None
+    items = _id_list(args.items, "--items") if args.items is not None else None
     rec = Recommender.from_pretrained(args.run)
-    candidates = [int(c) for c in args.candidates.split(",")] if args.candidates else None
-    for rank, (item, title, score) in enumerate(rec.recommend(args.user, k=args.k, candidates=candidates), 1):
+    if items is not None:
+        if not hasattr(rec, "recommend_for_items"):
+            from llmrec.runs import open_run
+            raise LlmrecError(f"{args.run}: a {open_run(args.run).config.method} run cannot recommend from --items "
+                              "(cllm4rec and multvae runs can); use --user")
+        top = rec.recommend_for_items(items, k=args.k, candidates=candidates)
+    else:
+        top = rec.recommend(args.user, k=args.k, candidates=candidates)
+    for rank, (item, title, score) in enumerate(top, 1):
         print(f"{rank:>3}  {score:9.4f}  {item:>6}  {title}")
 
 
@@ -72,7 +90,8 @@ def _benchmark(args) -> None:
 def _demo(args) -> None:
     from llmrec import demo
 
-    demo.main(out=Path(args.out), quick=args.quick, extra=args.overrides)
+    demo.main(out=Path(args.out), quick=args.quick, extra=args.overrides,
+              methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_data)
 
     t = sub.add_parser("train", help="train and evaluate a method; the run directory is resumable")
-    t.add_argument("method", help="mf, lightgcn, sasrec, din, binmf, icl, tallrec, binllm, collm")
+    t.add_argument("method", help="click: mf, lightgcn, sasrec, din, binmf, icl, tallrec, binllm, collm; "
+                   "sequence: sasrec-rank, lcrec; holdout: multvae, lightgcn-bpr, cllm4rec")
     t.add_argument("--config", help="YAML config (see configs/)")
     t.add_argument("--out", help="run directory (default runs/METHOD-DATASET)")
     t.add_argument("overrides", nargs="*", help="section.field=value, e.g. llm.backbone=tiny stage1.lr=3e-4")
@@ -97,9 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--parts", default="test", help="comma-separated: valid, valid_small, test")
     e.set_defaults(func=_evaluate)
 
-    r = sub.add_parser("recommend", help="top-k items for a user from a saved run")
+    r = sub.add_parser("recommend", help="top-k items for a user (or a new user's known items) from a saved run")
     r.add_argument("run")
-    r.add_argument("--user", required=True, type=int, help="internal user id")
+    r.add_argument("--user", type=int, help="internal user id")
+    r.add_argument("--items", help="instead of --user: comma-separated item ids a new user interacted with "
+                   "(cllm4rec, multvae runs)")
     r.add_argument("-k", type=int, default=10)
     r.add_argument("--candidates", help="comma-separated item ids to rank (default: all unseen items)")
     r.set_defaults(func=_recommend)
@@ -111,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_score)
 
     b = sub.add_parser("benchmark", help="run several methods on one dataset; markdown table + PNG figures")
-    b.add_argument("--methods", required=True, help="comma-separated methods")
+    b.add_argument("--methods", required=True,
+                   help="comma-separated methods of one family, or variants: binllm-binary, lcrec-random-index, "
+                        "lcrec-no-sinkhorn")
     b.add_argument("--config", help="YAML config shared by all methods")
     b.add_argument("--out", default="runs/benchmark")
     b.add_argument("overrides", nargs="*")
@@ -120,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="the main job: MF, TALLRec and BinLLM on ml-100k with the embedded LLM")
     m.add_argument("--out", default="runs/demo")
     m.add_argument("--quick", action="store_true", help="tiny budget (a minute), to check the pipeline")
+    m.add_argument("--methods", default="mf,tallrec,binllm",
+                   help="click methods or variants at the demo budget; finished runs in --out are reused, so "
+                        "mf,tallrec,binllm,binllm-binary after a demo adds the binary vs dot-decimal comparison")
     m.add_argument("overrides", nargs="*", help="extra section.field=value overrides for all three runs")
     m.set_defaults(func=_demo)
     return p

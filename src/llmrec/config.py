@@ -157,7 +157,8 @@ class ExperimentConfig:
     """One experiment: a method on a dataset. Sections a method does not use are ignored."""
 
     method: str = "binllm"
-    """mf, lightgcn, sasrec, din, binmf, icl, tallrec, binllm, collm."""
+    """A name in llmrec.experiment.METHODS: click (mf ... collm), sequence (sasrec-rank, lcrec) or holdout
+    (multvae, lightgcn-bpr, cllm4rec)."""
     seed: int = 2023
     """Drives splits, sampling, initialisation."""
     stage1_from: str | None = None
@@ -175,6 +176,21 @@ class ExperimentConfig:
     binllm: BinLLMConfig = field(default_factory=BinLLMConfig)
     collm: CoLLMConfig = field(default_factory=CoLLMConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # Ranking families (see llmrec.experiment): each section overrides the method's own config dataclass.
+    sequence: dict = field(default_factory=dict)
+    """Leave-one-out split options (llmrec.data.splits.SequenceSplitConfig) for sasrec-rank and lcrec."""
+    holdout: dict = field(default_factory=dict)
+    """Per-user holdout split options (llmrec.data.holdout.HoldoutConfig) for multvae, lightgcn-bpr, cllm4rec."""
+    seqrank: dict = field(default_factory=dict)
+    """Overrides of llmrec.collab.ranking.RankingConfig (sasrec-rank: SASRec trained for next-item ranking)."""
+    lcrec: dict = field(default_factory=dict)
+    """Overrides of llmrec.methods.lcrec.recipe.LCRecConfig."""
+    multvae: dict = field(default_factory=dict)
+    """Overrides of the Mult-VAE config (llmrec.collab.multvae)."""
+    bpr: dict = field(default_factory=dict)
+    """Overrides of llmrec.methods.cllm4rec.baselines.BPRConfig (lightgcn-bpr)."""
+    cllm4rec: dict = field(default_factory=dict)
+    """Overrides of llmrec.methods.cllm4rec.config.CLLM4RecConfig."""
 
 
 def to_dict(cfg) -> dict:

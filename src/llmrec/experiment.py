@@ -14,39 +14,83 @@ from llmrec.config import ExperimentConfig, load_config
 from llmrec.data.splits import get_click_split
 from llmrec.data.types import ClickSplit
 from llmrec.errors import LlmrecError
+from llmrec.paths import atomic_file
 from llmrec.report import markdown_table
 from llmrec.runs import Run
 
 COLLAB_METHODS = ("mf", "lightgcn", "sasrec", "din")
 LLM_METHODS = ("icl", "tallrec", "binllm", "collm")
-METHODS = COLLAB_METHODS + ("binmf",) + LLM_METHODS
+# Three families, each with its own split and metrics:
+CLICK_METHODS = COLLAB_METHODS + ("binmf",) + LLM_METHODS  # click split (CoLLM/BinLLM); AUC, UAUC, warm/cold
+SEQUENCE_METHODS = ("sasrec-rank", "lcrec")  # leave-one-out sequences; full-ranking HR@K, NDCG@K
+HOLDOUT_METHODS = ("multvae", "lightgcn-bpr", "cllm4rec")  # per-user held-out items; Recall@K, NDCG@K
+METHODS = CLICK_METHODS + SEQUENCE_METHODS + HOLDOUT_METHODS
+# Named variants for `benchmark` (ablations and code forms): name -> (method, overrides).
+VARIANTS = {
+    "binllm-binary": ("binllm", ["binllm.code_format=binary"]),
+    "lcrec-random-index": ("lcrec", ["lcrec.index=random"]),
+    "lcrec-no-sinkhorn": ("lcrec", ["lcrec.sinkhorn=false"]),
+}
+
+
+def family(method: str) -> str:
+    """'click', 'sequence' or 'holdout': which split a method trains on and which metrics it reports."""
+    if method in CLICK_METHODS:
+        return "click"
+    if method in SEQUENCE_METHODS:
+        return "sequence"
+    if method in HOLDOUT_METHODS:
+        return "holdout"
+    raise LlmrecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
 
 
 def make_config(method: str, path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    if method not in METHODS:
-        raise LlmrecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    cfg = load_config(path, list(overrides or []), base={"method": method})
+    """The config of `method` (or of a named variant, see VARIANTS): defaults <- YAML file <- overrides."""
+    method, variant_overrides = VARIANTS.get(method, (method, []))
+    family(method)  # unknown names fail here, with the list of known ones
+    cfg = load_config(path, variant_overrides + list(overrides or []), base={"method": method})
     if cfg.method != method:  # the command line names the method; a config file's `method:` must agree
         cfg = dataclasses.replace(cfg, method=method)
     return cfg
 
 
-def load_split(cfg: ExperimentConfig) -> ClickSplit:
-    """The click split a config names (cached after the first build)."""
+def load_split(cfg: ExperimentConfig):
+    """The split a config names, of its method's family (built once, then cached under home())."""
     d = cfg.data
     dataset_options = dict(d.options)
     if d.path:
         dataset_options["path"] = d.path
+    kind = family(cfg.method)
+    if kind == "sequence":
+        from llmrec.data.splits import get_sequence_split
+        return get_sequence_split(d.dataset, dataset_options=dataset_options, **cfg.sequence)
+    if kind == "holdout":
+        from llmrec.data.holdout import get_holdout_split
+        return get_holdout_split(d.dataset, dataset_options=dataset_options, **cfg.holdout)
     if d.dataset in ("collm", "collm-ml1m"):
         return get_click_split("collm", dataset_options=dataset_options, max_history=d.max_history,
                                warm_definition=d.warm_definition, domain=d.domain)
-    cuts = d.cuts
-    return get_click_split(d.dataset, dataset_options=dataset_options, cuts=cuts, threshold=d.threshold,
+    return get_click_split(d.dataset, dataset_options=dataset_options, cuts=d.cuts, threshold=d.threshold,
                            max_history=d.max_history, valid_small_fraction=d.valid_small_fraction, seed=cfg.seed,
                            warm_definition=d.warm_definition, domain=d.domain)
 
 
-def _method_module(method: str):
+def split_class(method: str):
+    """The split type a method's run directory saves under split/."""
+    kind = family(method)
+    if kind == "sequence":
+        from llmrec.data.types import SequenceSplit
+        return SequenceSplit
+    if kind == "holdout":
+        from llmrec.data.holdout import HoldoutSplit
+        return HoldoutSplit
+    return ClickSplit
+
+
+def method_module(method: str):
+    """The recipe module of a method. Every one has `train(cfg, split, run) -> metrics` (metrics["test"] holds
+    the test metrics); the sequence and holdout ones also `load_recommender(run, split)`, an object with
+    `recommend(user, k, candidates=None) -> [(item, title, score)]` and `evaluate(part) -> metrics`."""
     if method in COLLAB_METHODS or method == "binmf":
         from llmrec.methods import collab_recipe as module
     elif method in ("icl", "tallrec"):
@@ -55,25 +99,33 @@ def _method_module(method: str):
         from llmrec.methods.binllm import recipe as module
     elif method == "collm":
         from llmrec.methods.collm import recipe as module
+    elif method == "sasrec-rank":
+        from llmrec.methods import seqrank_recipe as module
+    elif method == "lcrec":
+        from llmrec.methods.lcrec import recipe as module
+    elif method in ("multvae", "lightgcn-bpr"):
+        from llmrec.methods import holdout_recipe as module
+    elif method == "cllm4rec":
+        from llmrec.methods.cllm4rec import recipe as module
     else:
         raise LlmrecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     return module
 
 
-def train(cfg: ExperimentConfig, out: str | Path, split: ClickSplit | None = None) -> dict:
+def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
     """Train and test `cfg.method`; everything lands in the run directory `out` (resumed if unfinished)."""
     run = Run.create_or_resume(out, cfg)
     if run.finished:
         run.log("already finished; metrics kept")
         return run.metrics
     if run.has("split/split.json"):
-        split = ClickSplit.load(run.file("split"))
+        split = split_class(cfg.method).load(run.file("split"))
     else:
         split = split if split is not None else load_split(cfg)
         split.save(run.file("split"))  # the run keeps its data: inference needs no re-split, never a different one
     started = time.perf_counter()
     run.log(f"train {cfg.method} on {split.name}")
-    metrics = _method_module(cfg.method).train(cfg, split, run)
+    metrics = method_module(cfg.method).train(cfg, split, run)
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     metrics["method"] = cfg.method
     metrics["dataset"] = split.name
@@ -100,28 +152,78 @@ def format_parts(by_part: dict[str, dict]) -> str:
 
 
 def _row(m: dict) -> dict:
-    return {"AUC": m.get("auc"), "UAUC": m.get("uauc"), "warm AUC": m.get("warm_auc"),
-            "cold AUC": m.get("cold_auc"), "rows": int(m["rows"]) if m.get("rows") else None}
+    """The table columns of one metrics dict: AUC family for click runs, else the ranking metrics it holds."""
+    if "auc" in m:
+        return {"AUC": m.get("auc"), "UAUC": m.get("uauc"), "warm AUC": m.get("warm_auc"),
+                "cold AUC": m.get("cold_auc"), "rows": int(m["rows"]) if m.get("rows") else None}
+    names = {"hr": "HR", "ndcg": "NDCG", "recall": "Recall"}
+    row = {f"{names.get(k.split('@')[0], k.split('@')[0])}@{k.split('@')[1]}": v for k, v in m.items()
+           if "@" in k and "+" not in k}
+    if m.get("users"):
+        row["users"] = int(m["users"])
+    return row
 
 
 def benchmark(methods: list[str], config: str | None, overrides: list[str], out: Path) -> str:
-    """Run several methods on one dataset (each its own resumable run) and write table.md + figures."""
+    """Run several methods (or VARIANTS) of one family on one dataset, each its own resumable run under `out`,
+    and write table.md, results.json and PNG figures: warm/cold AUC bars and, when BinLLM runs with both code
+    forms are present, binary vs dot-decimal (AUC and prompt tokens); for ranking families, metric bars."""
     from llmrec.report import bar_chart
 
+    configs = {m: make_config(m, config, overrides) for m in methods}
+    kinds = {family(c.method) for c in configs.values()}
+    if len(kinds) > 1:
+        raise LlmrecError(f"benchmark: {', '.join(methods)} mix method families ({', '.join(sorted(kinds))}); "
+                          "they use different splits and metrics, so benchmark each family on its own")
+    if "tallrec" in configs:  # one text-only tuning serves as stage 1 of every two-step method, as in the papers
+        for name, cfg in configs.items():
+            if _two_step(cfg) and cfg.stage1_from is None:
+                configs[name] = dataclasses.replace(cfg, stage1_from=str(out / "tallrec"))
     rows, results = [], {}
-    for method in methods:
-        cfg = make_config(method, config, overrides)
-        metrics = train(cfg, out / method)
-        results[method] = metrics
-        rows.append({"method": method, **_row(metrics.get("test", {})),
-                     "prompt tokens": metrics.get("prompt_tokens_per_sample"),
-                     "minutes": round(metrics.get("seconds", 0) / 60, 1)})
+    order = sorted(configs, key=lambda name: name != "tallrec")  # stage 1 first; the table keeps the given order
+    for name in order:
+        print(f"== {name}", flush=True)
+        results[name] = train(configs[name], out / name)
+    results = {name: results[name] for name in configs}
+    for name, metrics in results.items():
+        rows.append({"method": name, **_row(metrics.get("test", {})),
+                     "prompt tokens": metrics.get("test", {}).get("prompt_tokens_per_sample"),
+                     "minutes": f"{metrics.get('seconds', 0) / 60:.1f}"})
     table = markdown_table(rows)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(table + "\n")
-    bar_chart(out / "warm_cold_auc.png", list(results),
-              {part: [results[m].get("test", {}).get(key) for m in results]
-               for part, key in (("all", "auc"), ("warm", "warm_auc"), ("cold", "cold_auc"))},
-              "test AUC", "AUC by method: all, warm and cold rows", ylim=(0.4, 0.85))
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    with atomic_file(out / "table.md") as tmp:
+        tmp.write_text(table + "\n")
+    with atomic_file(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=2, default=str))
+    tests = {name: r.get("test", {}) for name, r in results.items()}
+    if kinds == {"click"}:
+        bar_chart(out / "warm_cold_auc.png", list(tests),
+                  {part: [t.get(key) for t in tests.values()]
+                   for part, key in (("all", "auc"), ("warm", "warm_auc"), ("cold", "cold_auc"))},
+                  "test AUC", "AUC by method: all, warm and cold rows", ylim=(0.4, 0.85))
+        _code_forms_figure(configs, tests, out / "binary_vs_dot_decimal.png")
+    else:
+        keys = [k for k in dict.fromkeys(k for t in tests.values() for k in t) if "@" in k and "+" not in k]
+        bar_chart(out / "ranking_metrics.png", list(tests), {k: [t.get(k) for t in tests.values()] for k in keys},
+                  "test metric", f"{kinds.pop()} ranking metrics by method")
     return table
+
+
+def _two_step(cfg: ExperimentConfig) -> bool:
+    """Whether the method starts from a TALLRec stage 1 (BinLLM two-step, CoLLM)."""
+    return cfg.method == "collm" or (cfg.method == "binllm" and cfg.binllm.tuning == "two_step")
+
+
+def _code_forms_figure(configs: dict, tests: dict, path: Path) -> None:
+    """BinLLM with binary vs dot-decimal codes: test AUC and prompt tokens per sample, side by side."""
+    from llmrec.report import panel_bars
+
+    forms = {c.binllm.code_format: name for name, c in configs.items()
+             if c.method == "binllm" and c.binllm.prompt != "text"}
+    if len(forms) < 2:
+        return
+    labels = sorted(forms)
+    panel_bars(path, labels, {"test AUC": [tests[forms[f]].get("auc") for f in labels],
+                              "prompt tokens per sample": [tests[forms[f]].get("prompt_tokens_per_sample")
+                                                           for f in labels]},
+               "BinLLM: binary vs dot-decimal codes")

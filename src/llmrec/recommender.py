@@ -46,11 +46,19 @@ class Recommender:
     # -- loading --------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, run_dir: str | Path) -> "Recommender":
+        """The run's recommender: this class for click runs; LC-Rec, CLLM4Rec and the ranking baselines return
+        their own object with the same `recommend(user, k, candidates=None)` and `evaluate(part)`."""
         from llmrec.data.types import ClickSplit
+
+        from llmrec import experiment
 
         run = open_run(run_dir)
         if not run.finished:
             raise LlmrecError(f"{run.path}: the run has not finished (no metrics.json); run its train command again")
+        method = run.config.method
+        if experiment.family(method) != "click":  # ranking families bring their own recommender
+            split = experiment.split_class(method).load(run.file("split"))
+            return experiment.method_module(method).load_recommender(run, split)
         rec = cls(run, ClickSplit.load(run.file("split")))
         rec._load()
         return rec

@@ -53,3 +53,20 @@ def bar_chart(path: str | Path, labels: list[str], series: dict[str, list[float]
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+def panel_bars(path: str | Path, labels: list[str], panels: dict[str, list[float]], title: str) -> None:
+    """One small bar panel per quantity (each with its own y axis), the same labels in each."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    for ax, (name, values) in zip(axes[0], panels.items()):
+        shown = [0 if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+        bars = ax.bar(range(len(labels)), shown, color=[f"C{i}" for i in range(len(labels))])
+        ax.bar_label(bars, labels=[_fmt(v) for v in values], fontsize=8)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

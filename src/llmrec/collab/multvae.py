@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from llmrec.collab.checkpoint import load_training_state, save_training_state
 from llmrec.data.holdout import HoldoutSplit, evaluate_scores
 from llmrec.errors import LlmrecError
 
@@ -123,8 +125,12 @@ def dense_rows(matrix, users: np.ndarray, device=None) -> torch.Tensor:
     return torch.as_tensor(matrix[users].toarray(), dtype=torch.float32, device=device)
 
 
-def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None) -> MultVAEResult:
-    """Train Mult-VAE on the split's train pairs, select the best validation NDCG@100 epoch, score the test part."""
+def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
+                  checkpoint: str | Path | None = None) -> MultVAEResult:
+    """Train Mult-VAE on the split's train pairs, select the best validation NDCG@100 epoch, score the test part.
+
+    `checkpoint`: a file written after every epoch (`llmrec.collab.checkpoint`); when it exists, training resumes
+    from it with the same subsequent batches, so a killed run ends as an uninterrupted one."""
     config = config or MultVAEConfig()
     if split.n_items < 3:
         raise LlmrecError(f"{split.name}: Mult-VAE needs at least two items")
@@ -140,9 +146,17 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None) -> M
     gen = np.random.default_rng(config.seed)
     best, best_state, best_epoch, bad, updates = -math.inf, None, 0, 0, 0
     history: list[dict] = []
+    first = 1
+    if checkpoint is not None and Path(checkpoint).is_file():
+        best_state, st = load_training_state(checkpoint, model, optimizer)
+        best, best_epoch, bad, updates, history = st["best"], st["best_epoch"], st["bad"], st["updates"], st["history"]
+        gen.bit_generator.state = st["gen"]
+        first = st["epoch"] + 1
     started = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), disable=not config.progress, desc="mult-vae", leave=False)
+    bar = tqdm(range(first, config.epochs + 1), disable=not config.progress, desc="mult-vae", leave=False)
     for epoch in bar:
+        if config.patience is not None and bad >= config.patience:
+            break  # a resumed run that had already stopped
         model.train()
         order = gen.permutation(users)
         total = kl_total = 0.0
@@ -165,6 +179,10 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None) -> M
         else:
             bad += 1
         bar.set_postfix(ndcg100=f"{valid['ndcg@100']:.4f}", best=f"{best:.4f}@{best_epoch}")
+        if checkpoint is not None:
+            save_training_state(checkpoint, model, optimizer, best_state,
+                                {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
+                                 "updates": updates, "history": history, "gen": gen.bit_generator.state})
         if config.patience is not None and bad >= config.patience:
             break
     bar.close()

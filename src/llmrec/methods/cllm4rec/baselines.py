@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from llmrec.collab.checkpoint import load_training_state, save_training_state
 from llmrec.collab.lightgcn import LightGCN, LightGCNConfig
 from llmrec.data.holdout import SELECTION, HoldoutSplit, evaluate_scores, popularity_scores
 from llmrec.errors import LlmrecError
@@ -79,8 +81,12 @@ def sample_negatives(users: np.ndarray, train_items: list[np.ndarray], n_items: 
     return neg
 
 
-def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None) -> BaselineResult:
-    """LightGCN trained with BPR on the split's train pairs; best validation weights scored on the test part."""
+def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
+                       checkpoint: str | Path | None = None) -> BaselineResult:
+    """LightGCN trained with BPR on the split's train pairs; best validation weights scored on the test part.
+
+    `checkpoint`: a file written after every validation (`llmrec.collab.checkpoint`); when it exists, training
+    resumes from it with the same subsequent batches and negatives."""
     config = config or BPRConfig()
     torch.manual_seed(config.seed)
     model = LightGCN(split.n_users, split.n_items, LightGCNConfig(dim=config.dim, layers=config.layers,
@@ -101,9 +107,17 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None) -> 
 
     best, best_state, best_epoch, bad = -math.inf, None, 0, 0
     history: list[dict] = []
+    first = 1
+    if checkpoint is not None and Path(checkpoint).is_file():
+        best_state, st = load_training_state(checkpoint, model, optimizer)
+        best, best_epoch, bad, history = st["best"], st["best_epoch"], st["bad"], st["history"]
+        rng.bit_generator.state = st["rng"]
+        first = st["epoch"] + 1
     started = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), disable=not config.progress, desc="lightgcn-bpr", leave=False)
+    bar = tqdm(range(first, config.epochs + 1), disable=not config.progress, desc="lightgcn-bpr", leave=False)
     for epoch in bar:
+        if config.patience is not None and bad >= config.patience:
+            break  # a resumed run that had already stopped
         model.train()
         order = rng.permutation(len(pairs_u))
         neg_all = sample_negatives(pairs_u[order], train_items, split.n_items, rng)
@@ -135,6 +149,10 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None) -> 
                 bad += 1
             bar.set_postfix(sel=f"{valid[SELECTION]:.4f}", best=f"{best:.4f}@{best_epoch}")
         history.append(record)
+        if checkpoint is not None and "valid_" + SELECTION in record:
+            save_training_state(checkpoint, model, optimizer, best_state,
+                                {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
+                                 "history": history, "rng": rng.bit_generator.state})
         if config.patience is not None and bad >= config.patience:
             break
     bar.close()

@@ -1,5 +1,6 @@
 """CLLM4Rec settings. The defaults are a small CPU budget for ml-100k with the embedded SmolLM2-135M (about 15
-minutes on 2 cores); `CLLM4RecConfig.paper()` gives the official run's settings (GPT-2, many epochs, GPUs)."""
+minutes on 2 cores; configs/cllm4rec-ml100k.yaml spends about 30); `CLLM4RecConfig.paper()` gives the official
+run's settings (GPT-2, many epochs, GPUs)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
@@ -67,7 +68,8 @@ class CLLM4RecConfig:
     finetune_lr: float = 1e-3
     """Learning rate of fine-tuning (official: 1e-4 over up to 150 epochs; the small budget needs larger steps)."""
     finetune_epochs: float = 1.0
-    """Maximum fine-tuning epochs over the users (official: 150)."""
+    """Maximum fine-tuning epochs over the users (official: 150). Each epoch is a fresh draw of every user's
+    held-out items; a fractional value takes a random part of the last draw."""
     finetune_batch_size: int = 16
     """Users per fine-tuning batch (official: 20)."""
     heldout_ratio: float = 0.2

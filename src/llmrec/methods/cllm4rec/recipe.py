@@ -2,7 +2,10 @@
 
     split = llmrec.data.holdout.get_holdout_split("ml-100k")       # ratings > 3, 5-core, per-user 80/10/10
     metrics = train_cllm4rec(CLLM4RecConfig(), split, "runs/cllm4rec-ml100k")
-    rec = CLLM4Rec.load("runs/cllm4rec-ml100k"); rec.recommend(user_id=5, k=10)
+    rec = CLLM4Rec.load("runs/cllm4rec-ml100k"); rec.recommend(5, k=10)   # [(item, title, score)]
+
+From the command line (`llmrec train cllm4rec`), `train(cfg, split, run)` trains into run/cllm4rec/ and
+`load_recommender(run, split)` gives the `CLLM4Rec` of a finished run.
 
 Stages, each one `llmrec.llm.train.fit` call with its own folder under out_dir (so a killed run re-run with the
 same arguments resumes inside the stage it was in, and finished stages are only reloaded):
@@ -19,6 +22,7 @@ any), train.parquet + items.parquet (what inference needs) and metrics.json, wri
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -39,6 +43,9 @@ from llmrec.paths import atomic_file
 
 TOP_K = 100
 """Ranking depth scored at evaluation (the largest metric cut-off, NDCG@100)."""
+PRETRAIN_CHECKPOINT_EVERY = 25
+"""Pre-training has no evaluation (which is when `fit` checkpoints): checkpoint every this many steps so that a
+killed run loses at most that much of a stage."""
 
 
 def make_accelerator():
@@ -124,7 +131,8 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
         model.set_trainable(*sides)
         task = PretrainTask(model, vocab, docs, batches, config.lambda_reg, pad_id)
         result = fit(task, len(batches), None, None,
-                     _stage_config(config, config.pretrain_lr, epochs, 1, patience=None, eval_every=10 ** 9),
+                     _stage_config(config, config.pretrain_lr, epochs, 1, patience=None, eval_every=10 ** 9,
+                                   checkpoint_every=PRETRAIN_CHECKPOINT_EVERY),
                      out_dir / name, accelerator=acc)
         stages[name] = {"steps": result.steps, "documents": len(docs), "train_seconds": round(result.train_seconds, 1),
                         "tokens_per_second": result.tokens_per_second,
@@ -140,16 +148,19 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
         valid_users = np.sort(np.random.default_rng([config.seed, 5]).choice(valid_users, config.max_valid_users,
                                                                               replace=False))
     held_valid = split.user_items("valid")
+    # every user once per draw; a fractional budget takes part of the last round (fit's epochs over the table)
+    draws = math.ceil(config.finetune_epochs)
     rec_task = RecommendTask(model, vocab, users, train_items, config.heldout_ratio, config.finetune_target,
-                             config.max_prompt_items, config.lambda_reg if config.finetune_reg else 0.0, pad_id)
+                             config.max_prompt_items, config.lambda_reg if config.finetune_reg else 0.0, pad_id,
+                             seed=config.seed, draws=draws)
     k = min(TOP_K, model.n_items)
     valid_task = RankTask(model, vocab, valid_users, train_items, k, config.max_prompt_items, pad_id, config.seed)
 
     def evaluate(scores):
         return ranking_metrics(valid_task.topk(scores), [held_valid[u] for u in valid_users])
 
-    result = fit(rec_task, len(users), valid_task.n_rows, evaluate,
-                 _stage_config(config, config.finetune_lr, config.finetune_epochs, config.finetune_batch_size,
+    result = fit(rec_task, rec_task.n_rows, valid_task.n_rows, evaluate,
+                 _stage_config(config, config.finetune_lr, config.finetune_epochs / draws, config.finetune_batch_size,
                                eval_every=config.eval_every, patience=config.patience,
                                eval_batch_size=config.eval_users_per_batch * k),
                  out_dir / "finetune", selection_metric=SELECTION, eval_task=valid_task, accelerator=acc)
@@ -189,3 +200,30 @@ def _save(out_dir: Path, model: CLLM4RecModel, split: HoldoutSplit, metrics: dic
             frame.to_parquet(tmp, index=False)
     with atomic_file(out_dir / "metrics.json") as tmp:  # last: its presence marks a finished run
         tmp.write_text(json.dumps(metrics, indent=1, default=float))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `llmrec train cllm4rec` / `Recommender.from_pretrained` (see llmrec.experiment.method_module)
+
+def cllm4rec_config(cfg) -> CLLM4RecConfig:
+    """The CLLM4RecConfig of an ExperimentConfig: defaults <- its `cllm4rec` section."""
+    from llmrec.config import from_dict
+
+    config = from_dict(CLLM4RecConfig, cfg.cllm4rec, "cllm4rec")
+    config.validate()
+    return config
+
+
+def train(cfg, split: HoldoutSplit, run) -> dict:
+    """`llmrec train cllm4rec`: `train_cllm4rec` into run/cllm4rec/ (resumable there); metrics["test"] = test."""
+    metrics = dict(train_cllm4rec(cllm4rec_config(cfg), split, run.file("cllm4rec")))
+    run.log(f"cllm4rec: valid {metrics['valid']}, test {metrics['test']}")
+    return metrics
+
+
+def load_recommender(run, split: HoldoutSplit):
+    """The trained CLLM4Rec of a finished run: `recommend(user, k, candidates)`, `recommend_for_items(items, k)`,
+    `evaluate(part)`."""
+    from llmrec.methods.cllm4rec.recommend import CLLM4Rec
+
+    return CLLM4Rec.load(run.file("cllm4rec"), device="auto", split=split)

@@ -6,7 +6,8 @@ forward pass; the hidden state at the last token scores every item against the c
 - New user (no retraining): the prompt lists the given items and its user token is `<user_0>` (the reserved id,
   never trained) whose embedding is replaced by a stand-in: `new_user="mean"` (default) the mean of the trained
   collaborative user embeddings, `"zero"` a zero vector.
-Items already in the prompt's history are excluded unless `exclude_seen=False`; the padding id 0 never appears.
+Items already known for the user (train items, or the given items) are excluded from the ranking, also from
+`candidates`; the padding id 0 never appears. Results are (item id, title, score) with score = the item logit.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec.data.holdout import exclusion_mask, top_items
+from llmrec.data.holdout import HoldoutSplit, exclusion_mask, ranking_metrics
 from llmrec.errors import LlmrecError
 from llmrec.methods.cllm4rec.config import NEW_USER, CLLM4RecConfig
 from llmrec.methods.cllm4rec.documents import recommendation_prompt
@@ -27,17 +28,20 @@ from llmrec.methods.cllm4rec.tokens import IdVocab
 
 
 class CLLM4Rec:
-    """A trained model with what inference needs: vocabulary, per-user train items, item titles."""
+    """A trained model with what inference needs: vocabulary, per-user train items, item titles (and the split,
+    when loaded from a run, for `evaluate`)."""
 
     def __init__(self, model: CLLM4RecModel, vocab: IdVocab, train_items: list[np.ndarray], config: CLLM4RecConfig,
-                 pad_id: int, items: pd.DataFrame | None = None):
+                 pad_id: int, items: pd.DataFrame | None = None, split: HoldoutSplit | None = None):
         self.model, self.vocab, self.train_items, self.config, self.pad_id = model, vocab, train_items, config, pad_id
         self.items = items
+        self.split = split
+        self._titles = {} if items is None else dict(zip(items["item_id"].tolist(), items["title"].tolist()))
         self._ranker = RankTask(model, vocab, np.zeros(0, dtype=np.int64), train_items, 1, config.max_prompt_items,
                                 pad_id, config.seed)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> "CLLM4Rec":
+    def load(cls, run_dir: str | Path, device: str = "cpu", split: HoldoutSplit | None = None) -> "CLLM4Rec":
         """A finished run directory of `train_cllm4rec` (config.json, model.safetensors, train/items parquet)."""
         from safetensors.torch import load_file
 
@@ -62,50 +66,88 @@ class CLLM4Rec:
         lists = [np.zeros(0, dtype=np.int64) for _ in range(n_users)]
         for user, frame in train.groupby("user_id", sort=False):
             lists[int(user)] = frame["item_id"].to_numpy(np.int64)
-        return cls(model, vocab, lists, config, tokenizer.pad_token_id, pd.read_parquet(run_dir / "items.parquet"))
+        return cls(model, vocab, lists, config, tokenizer.pad_token_id, pd.read_parquet(run_dir / "items.parquet"),
+                   split)
 
     def _device(self):
         return self.model.collab.item.weight.device
 
     @torch.no_grad()
-    def _top(self, prompts: list[list[int]], seen: list[np.ndarray], k: int, exclude_seen: bool,
-             user_vectors: torch.Tensor | None = None) -> list[list[int]]:
+    def _scores(self, prompts: list[list[int]], user_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """[len(prompts), n_items] item logits (id 0 at -inf) on the CPU."""
         ids, mask = pad_right(prompts, self.pad_id)
         dev = self._device()
         h = self.model.last_hidden(ids.to(dev), mask.to(dev), "collab",
                                    None if user_vectors is None else user_vectors.to(dev))
-        exclude = exclusion_mask(seen if exclude_seen else [np.zeros(0, dtype=np.int64)] * len(seen),
-                                 self.model.n_items)
-        k = min(k, int((~exclude).sum(1).min()))  # never pad the list with excluded items
-        return top_items(self.model.item_logits(h, "collab"), exclude, k).cpu().tolist()
+        return self.model.item_logits(h, "collab").float().cpu()
 
-    def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> list[int]:
-        """Top-k item ids for a user of the training data (their train items form the prompt)."""
-        if not 1 <= int(user_id) < self.model.n_users:
-            raise LlmrecError(f"user id {user_id} outside the trained users 1..{self.model.n_users - 1}; "
-                              "use recommend_new_user(items) for a new user")
-        user_id = int(user_id)
-        prompt = recommendation_prompt(self.vocab, user_id, self._ranker.prompt_items(user_id))
-        return self._top([prompt], [self.train_items[user_id]], k, exclude_seen)[0]
-
-    def recommend_new_user(self, items, k: int = 10, exclude_seen: bool = True, new_user: str | None = None
-                           ) -> list[int]:
-        """Top-k item ids for a user unknown at training time who has interacted with `items` (no retraining)."""
-        items = np.asarray([int(j) for j in items], dtype=np.int64)
+    def _known_items(self, items, what: str) -> np.ndarray:
+        try:
+            items = np.asarray([int(j) for j in items], dtype=np.int64)
+        except (TypeError, ValueError):
+            raise LlmrecError(f"{what}: item ids must be integers, got {list(items)[:5]}") from None
         bad = items[(items < 1) | (items >= self.model.n_items)]
         if len(bad):
-            raise LlmrecError(f"item id {int(bad[0])} outside the trained items 1..{self.model.n_items - 1}")
+            raise LlmrecError(f"{what}: item id {int(bad[0])} outside the trained items 1..{self.model.n_items - 1}")
+        return items
+
+    def _top(self, scores: torch.Tensor, seen: np.ndarray, k: int, candidates) -> list[tuple[int, str, float]]:
+        if k < 1:
+            raise LlmrecError(f"recommend: k must be >= 1, got {k}")
+        exclude = exclusion_mask([seen], self.model.n_items)[0]
+        if candidates is not None:
+            allowed = torch.zeros_like(exclude)
+            allowed[torch.as_tensor(self._known_items(candidates, "candidates"))] = True
+            exclude |= ~allowed
+        left = int((~exclude).sum())
+        if not left:
+            raise LlmrecError("recommend: no candidate item left once the known items are excluded")
+        s = scores.masked_fill(exclude, float("-inf"))
+        top = s.topk(min(k, left))  # never pad the list with excluded items
+        return [(int(i), self._titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
+
+    def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
+        """Top-k (item id, title, score) for a user of the training data (their train items form the prompt and
+        are excluded); `candidates` restricts the ranking to those item ids."""
+        try:
+            user = int(user)
+        except (TypeError, ValueError):
+            raise LlmrecError(f"recommend: user id must be an integer, got {user!r}") from None
+        if not 1 <= user < self.model.n_users:
+            raise LlmrecError(f"user id {user} outside the trained users 1..{self.model.n_users - 1}; "
+                              "give a new user's known items instead (recommend_for_items / --items)")
+        prompt = recommendation_prompt(self.vocab, user, self._ranker.prompt_items(user))
+        return self._top(self._scores([prompt])[0], self.train_items[user], k, candidates)
+
+    def recommend_for_items(self, items, k: int = 10, candidates=None, new_user: str | None = None
+                            ) -> list[tuple[int, str, float]]:
+        """Top-k (item id, title, score) for a user unknown at training time who has interacted with `items`
+        (most recent last), through the fine-tuning prompt, without retraining; `items` are excluded."""
+        items = self._known_items(items, "items")
+        if not len(items):
+            raise LlmrecError("items: give at least one known item id")
         how = new_user or self.config.new_user
         if how not in NEW_USER:
             raise LlmrecError(f"new_user: expected one of {', '.join(NEW_USER)}, got {how!r}")
-        vec = self.model.mean_user_vector() if how == "mean" else torch.zeros_like(self.model.mean_user_vector())
+        vec = self.model.mean_user_vector().detach()
+        if how == "zero":
+            vec = torch.zeros_like(vec)
         limit = self.config.max_prompt_items
         shown = items if limit is None else items[-limit:]  # the most recent ones when too many
         prompt = recommendation_prompt(self.vocab, 0, shown)
-        return self._top([prompt], [items], k, exclude_seen, vec[None])[0]
+        return self._top(self._scores([prompt], vec[None])[0], items, k, candidates)
 
-    def titles(self, item_ids) -> list[str]:
-        if self.items is None:
-            return [str(i) for i in item_ids]
-        t = dict(zip(self.items["item_id"].tolist(), self.items["title"].tolist()))
-        return [t.get(int(i), str(i)) for i in item_ids]
+    def evaluate(self, part: str = "test") -> dict:
+        """Full-ranking Recall@20, Recall@40, NDCG@100 on every user with items in `part` of the run's split."""
+        from llmrec.methods.cllm4rec.recipe import rank_users
+
+        if self.split is None:
+            raise LlmrecError("evaluate: this model was loaded without its split (load it from the run)")
+        if part not in ("valid", "test"):
+            raise LlmrecError(f"evaluate on 'valid' or 'test', not {part!r}")
+        users = self.split.eval_users(part)
+        if not len(users):
+            raise LlmrecError(f"{self.split.name}: no user has {part} items to evaluate")
+        held = self.split.user_items(part)
+        top = rank_users(self.model, self.vocab, users, self.train_items, self.config, self.pad_id)
+        return ranking_metrics(top, [held[u] for u in users])

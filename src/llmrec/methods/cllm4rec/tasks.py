@@ -1,11 +1,15 @@
 """CLLM4Rec's three `llmrec.llm.train.Task`s: pre-training batches, recommendation fine-tuning, ranking.
 
 - `PretrainTask`: a row is one ready-made batch of documents of ONE kind (collaborative or content), grouped by
-  length; `fit` shuffles the batches (train it with batch_size 1). A collaborative batch updates the collaborative
-  tables with the content tables held fixed, a content batch the reverse: alternating optimisation.
-- `RecommendTask`: a row is a user; each time it is drawn, a fresh random `heldout_ratio` of the user's train items
-  leaves the prompt and becomes the target of the multinomial likelihood (or all train items are, with
-  target "all"), plus the mutual regulariser toward the fixed content tables.
+  length; `fit` shuffles the batches (train it with batch_size 1 per process). A collaborative batch updates the
+  collaborative tables with the content tables held fixed, a content batch the reverse: alternating optimisation.
+  Several rows in one call give the mean of their losses, so one process with batch_size P equals P processes
+  with batch_size 1 (DDP averages the gradients the same way).
+- `RecommendTask`: a row is a (user, draw) pair: row r is user r % U in draw r // U (U users, `draws` of each).
+  The draw seeds which random `heldout_ratio` of the user's train items leaves the prompt and becomes the target
+  of the multinomial likelihood (or all train items are, with target "all"), plus the mutual regulariser toward
+  the fixed content tables. Deriving the randomness from the row (not a global RNG) is `fit`'s contract: the
+  batches are then identical on any number of processes, in DataLoader workers and after a resume.
 - `RankTask`: evaluation through `fit`'s one-score-per-row protocol: row r is position r % k of user r // k's
   top-k list, and its "score" is the item id ranked there (exact in float32 up to 2^24 items). The prompt lists
   the user's train items (a fixed seeded order), train items are excluded from the ranking.
@@ -60,21 +64,26 @@ class PretrainTask:
         return self.model
 
     def collate(self, rows: list[int]) -> dict:
-        docs = [self.docs[k] for r in rows for k in self.batches[r]]
+        """One sub-batch per row (each of one document kind)."""
+        parts = [self._collate_one(r) for r in rows]
+        return {"parts": parts, "n_tokens": sum(int(p["mask"].sum()) for p in parts)}
+
+    def _collate_one(self, row: int) -> dict:
+        docs = [self.docs[k] for k in self.batches[row]]
         kinds = {d.kind for d in docs}
         if len(kinds) != 1:
-            raise LlmrecError("PretrainTask: a batch mixes document kinds (train it with batch_size 1)")
+            raise LlmrecError(f"PretrainTask: batch {row} mixes document kinds")
         ids, mask = pad_right([d.prompt + d.main for d in docs], self.pad_id)
         labels = torch.full_like(ids, IGNORE)
         for r, d in enumerate(docs):  # position t predicts token t + 1; the last prompt token predicts main[0]
             p = len(d.prompt)
             labels[r, p - 1:p - 1 + len(d.main)] = torch.as_tensor(d.main)
-        return {"ids": ids, "mask": mask, "labels": labels, "collab": torch.tensor(kinds == {"collab"}),
-                "n_tokens": int(mask.sum())}
+        return {"ids": ids, "mask": mask, "labels": labels, "collab": torch.tensor(kinds == {"collab"})}
 
     def loss(self, batch: dict) -> torch.Tensor:
-        side = "collab" if bool(batch["collab"]) else "content"
-        return lm_loss(self.model, batch["ids"], batch["mask"], batch["labels"], side, self.lambda_reg)
+        losses = [lm_loss(self.model, p["ids"], p["mask"], p["labels"], "collab" if bool(p["collab"]) else "content",
+                          self.lambda_reg) for p in batch["parts"]]
+        return torch.stack(losses).mean()
 
     def predict(self, batch: dict) -> torch.Tensor:
         raise LlmrecError("PretrainTask has no evaluation scores")
@@ -98,13 +107,21 @@ def lm_loss(model: CLLM4RecModel, ids, mask, labels, side: str, lambda_reg: floa
 
 
 class RecommendTask:
-    """Multinomial recommendation fine-tuning of the collaborative side; one row = one user."""
+    """Multinomial recommendation fine-tuning of the collaborative side; one row = one (user, draw)."""
 
     def __init__(self, model: CLLM4RecModel, vocab: IdVocab, users: np.ndarray, train_items: list[np.ndarray],
-                 heldout_ratio: float, target: str, max_prompt_items: int | None, lambda_reg: float, pad_id: int):
+                 heldout_ratio: float, target: str, max_prompt_items: int | None, lambda_reg: float, pad_id: int,
+                 seed: int = 0, draws: int = 1):
+        if draws < 1:
+            raise LlmrecError(f"RecommendTask: draws must be >= 1, got {draws}")
         self.model, self.vocab, self.users, self.train_items = model, vocab, np.asarray(users), train_items
         self.heldout_ratio, self.target, self.max_prompt_items = heldout_ratio, target, max_prompt_items
-        self.lambda_reg, self.pad_id = lambda_reg, pad_id
+        self.lambda_reg, self.pad_id, self.seed, self.draws = lambda_reg, pad_id, seed, draws
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the table: every user `draws` times."""
+        return len(self.users) * self.draws
 
     def trainable_module(self) -> torch.nn.Module:
         return self.model
@@ -112,10 +129,10 @@ class RecommendTask:
     def collate(self, rows: list[int]) -> dict:
         seqs, targets = [], []
         for r in rows:
-            user = int(self.users[r])
+            draw, slot = divmod(int(r), len(self.users))
+            user = int(self.users[slot])
             items = self.train_items[user]
-            # torch's global RNG: `fit` seeds it and restores it on resume, so the draws repeat exactly
-            perm = items[torch.randperm(len(items)).numpy()]
+            perm = items[np.random.default_rng([self.seed, 6, user, draw]).permutation(len(items))]
             n_out = max(1, int(round(self.heldout_ratio * len(items))))
             shown, held = perm[n_out:], perm[:n_out]
             if self.max_prompt_items is not None and len(shown) > self.max_prompt_items:

@@ -18,6 +18,9 @@ and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by emb
 `tokenizer/` (with the index tokens), `new_token_rows.safetensors` (the added rows' initial embeddings), `train/` (the loop's checkpoint and best trainable state), `adapter/` (peft) for LoRA,
 `lcrec_config.yaml`, and `metrics.json`, written last. Re-running the same call resumes.
 
+`llmrec train lcrec` (and `benchmark`) call `train(cfg, split, run)`: `LCRecConfig` from the config's `lcrec`
+section, the run into `RUN/lcrec/`; `Recommender.from_pretrained(RUN)` calls `load_recommender` (see `recommend.py`).
+
 The default budget is the documented small CPU run for ml-100k with the embedded SmolLM2-135M (see
 `LCRecConfig`); the official run (LLaMA-7B, full fine-tuning, 4 epochs over every sample, lr 5e-5, global batch
 128) is `LCRecConfig(backbone=<path>, finetune="full", lr=5e-5, batch_size=..., epochs=4, max_steps=None, ...)`.
@@ -46,6 +49,7 @@ from llmrec.methods.lcrec.tasks import (TASKS, SeqRecEvalTask, SFTTask, UserText
                                         seqrec_prompt)
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
+from llmrec.methods.sequence import lcrec_eval_rows
 
 INDEX_KINDS = ("learned", "random", "file")
 FINETUNE = ("lora", "full")
@@ -259,10 +263,24 @@ def save_new_rows(model, token_ids: list[int], path: Path) -> None:
         save_file(rows, str(tmp))
 
 
-def _subset(n: int, k: int | None, seed: int) -> np.ndarray:
-    if k is None or k >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+def eval_user_rows(cfg: LCRecConfig, n_users: int, part: str) -> np.ndarray:
+    """Rows of `split.users` scored on `part` ('valid' or 'test'): fixed seeded subsets (sasrec-rank reports its
+    test metrics on the same users)."""
+    return lcrec_eval_rows(n_users, cfg.test_users, cfg.valid_users, cfg.seed, part)
+
+
+def seqrec_eval_task(model, tok, split: SequenceSplit, index: ItemIndex, trie: IndexTrie, cfg: LCRecConfig,
+                     rows: np.ndarray, part: str) -> SeqRecEvalTask:
+    """Next-item ranking of these users by constrained beam search: valid reads the train items, test the train
+    items and the valid one."""
+    users = split.users.reset_index(drop=True)
+    prompts, targets = [], []
+    for r in np.asarray(rows).tolist():
+        hist = list(users.at[r, "train"]) + ([int(users.at[r, "valid"])] if part == "test" else [])
+        prompts.append(list(tok(seqrec_prompt(hist, index, cfg.max_history))["input_ids"]))
+        targets.append(int(users.at[r, part]))
+    return SeqRecEvalTask(model, prompts, targets, trie, num_beams=cfg.num_beams, pad_token_id=tok.pad_token_id,
+                          eos_token_id=tok.eos_token_id)
 
 
 def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, *,
@@ -305,20 +323,11 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
     samples, task_counts = build_samples(split, index, cfg.tasks, max_history=cfg.max_history, seed=cfg.seed,
                                          user_text=user_text)
 
-    users = split.users.reset_index(drop=True)
-    pad, eos = tok.pad_token_id, tok.eos_token_id
-
     def eval_task(rows: np.ndarray, part: str) -> SeqRecEvalTask:
-        prompts, targets = [], []
-        for r in rows.tolist():
-            hist = list(users.at[r, "train"]) + ([int(users.at[r, "valid"])] if part == "test" else [])
-            prompts.append(list(tok(seqrec_prompt(hist, index, cfg.max_history))["input_ids"]))
-            targets.append(int(users.at[r, part]))
-        return SeqRecEvalTask(model, prompts, targets, trie, num_beams=cfg.num_beams, pad_token_id=pad,
-                              eos_token_id=eos)
+        return seqrec_eval_task(model, tok, split, index, trie, cfg, rows, part)
 
-    valid_rows = _subset(len(users), cfg.valid_users, cfg.seed)
-    test_rows = _subset(len(users), cfg.test_users, cfg.seed + 1)
+    valid_rows = eval_user_rows(cfg, len(split.users), "valid")
+    test_rows = eval_user_rows(cfg, len(split.users), "test")
     valid_task = eval_task(valid_rows, "valid")
     train_cfg = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                             batch_size=cfg.batch_size, grad_accum_steps=cfg.grad_accum_steps,
@@ -349,3 +358,28 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
     with atomic_file(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=1, default=float))
     return metrics
+
+
+# ---------------------------------------------------------------- the `llmrec` method protocol
+
+def lcrec_config(cfg) -> LCRecConfig:
+    """The LCRecConfig of an ExperimentConfig: its `lcrec` section; the experiment seed unless lcrec.seed is set."""
+    from llmrec.config import from_dict
+
+    lc = from_dict(LCRecConfig, {"seed": cfg.seed, **cfg.lcrec}, "lcrec")
+    lc.validate()
+    return lc
+
+
+def train(cfg, split: SequenceSplit, run) -> dict:
+    """`llmrec train lcrec`: `train_lcrec` into run/lcrec/ (resumable there); metrics["test"] = test metrics."""
+    metrics = dict(train_lcrec(lcrec_config(cfg), split, run.file("lcrec")))
+    run.log(f"lcrec: test {metrics['test']}, index {metrics.get('index')}")
+    return metrics
+
+
+def load_recommender(run, split: SequenceSplit):
+    """The trained LC-Rec of a finished run: `recommend(user, k, candidates)` and `evaluate(part)`."""
+    from llmrec.methods.lcrec.recommend import LCRecRecommender
+
+    return LCRecRecommender.load(run.file("lcrec"), split)

@@ -1,0 +1,106 @@
+"""Inference from a finished LC-Rec run directory (`llmrec recommend RUN --user U -k K`).
+
+    rec = LCRecRecommender.load("runs/lcrec/lcrec", split)
+    rec.recommend(user=1, k=10)       # [(item_id, title, log-probability), ...], items the user has not had
+
+The model is rebuilt exactly as it was trained: backbone, the index tokens added (ids checked against the run),
+the added rows' initial embeddings restored, the same LoRA (or full) wrapping, then the selected trainable state
+(`train/best/trainable.safetensors`) loaded. `evaluate(part)` therefore reproduces the run's metrics.
+
+Recommendations continue the user's known past (train + valid + test items, see `llmrec.methods.sequence`):
+the constrained beam search runs with `k + len(past)` beams (at least the run's `num_beams`), so after dropping
+the items already had there are still k, all distinct and existing. With `candidates`, every candidate is
+scored by the teacher-forced log-probability of its index (then EOS) and the best k are returned, seen or not.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from llmrec.data.types import SequenceSplit
+from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.generate import constrained_beam_search, score_all_items
+from llmrec.methods.lcrec.recipe import (LCRecConfig, apply_finetuning, eval_user_rows, ranking_metrics,
+                                         seqrec_eval_task)
+from llmrec.methods.lcrec.tasks import seqrec_prompt
+from llmrec.methods.lcrec.trie import IndexTrie
+from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
+from llmrec.methods.sequence import SequenceUsers
+
+
+class LCRecRecommender:
+    def __init__(self, model, tokenizer, index: ItemIndex, token_table: np.ndarray, config: LCRecConfig,
+                 split: SequenceSplit):
+        self.model, self.tok, self.index, self.cfg, self.split = model, tokenizer, index, config, split
+        self.token_table = token_table
+        self.trie = IndexTrie(token_table, eos_token_id=tokenizer.eos_token_id)
+        self.users = SequenceUsers(split)
+
+    @classmethod
+    def load(cls, lcrec_dir: str | Path, split: SequenceSplit) -> "LCRecRecommender":
+        """Rebuild the trained model of a `train_lcrec` output directory."""
+        from safetensors.torch import load_file
+
+        from llmrec.config import from_dict
+        from llmrec.llm.backbones import load_backbone
+        from llmrec.llm.train import TRAINABLE_FILE, load_trainable
+
+        d = Path(lcrec_dir)
+        needed = [d / "lcrec_config.yaml", d / "indices.json", d / "new_token_rows.safetensors",
+                  d / "train" / "best" / TRAINABLE_FILE]
+        missing = [str(p) for p in needed if not p.is_file()]
+        if missing:
+            raise LlmrecError(f"{missing[0]}: missing from the LC-Rec run (was it trained to the end?)")
+        cfg = from_dict(LCRecConfig, yaml.safe_load(needed[0].read_text()), str(needed[0]))
+        cfg.validate()
+        model, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, device=cfg.device)
+        index = ItemIndex.load(needed[1], n_items=split.n_items)
+        token_ids = add_index_tokens(model, tok, index)
+        rows = load_file(str(needed[2]))
+        ids = sorted(token_ids.values())
+        if rows["token_ids"].tolist() != ids:
+            raise LlmrecError(f"{needed[2]}: the index tokens got other ids than in training "
+                              f"(backbone {cfg.backbone!r} changed?)")
+        with torch.no_grad():  # LoRA trains only deltas of these rows: restore the rows they were added to
+            emb = model.get_input_embeddings().weight
+            emb[ids] = rows["input"].to(emb.device, emb.dtype)
+            if "output" in rows:
+                head = model.get_output_embeddings().weight
+                head[ids] = rows["output"].to(head.device, head.dtype)
+        model = apply_finetuning(model, cfg, ids)
+        load_trainable(model, needed[3])
+        model.eval()
+        return cls(model, tok, index, index_token_ids(index, token_ids), cfg, split)
+
+    def _prompt(self, history) -> list[int]:
+        return list(self.tok(seqrec_prompt(history, self.index, self.cfg.max_history))["input_ids"])
+
+    def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
+        """Top-k (item id, title, log-probability of its index) that the model generates after the user's past."""
+        cand = self.users.check(k, candidates)
+        past = self.users.history(user)
+        if past is None:
+            return self.users.popular(user, k, cand)
+        prompt = self._prompt(past)
+        if cand is not None:
+            table = np.vstack([np.full((1, self.index.levels), -1), self.token_table[cand]])
+            scores = score_all_items(self.model, prompt, table, eos_token_id=self.tok.eos_token_id)[1:].numpy()
+            return self.users.top(cand, scores, k)
+        seen = set(past.tolist())
+        beams = min(self.split.n_items - 1, max(self.cfg.num_beams, k + len(seen)))
+        res = constrained_beam_search(self.model, [prompt], self.trie, num_beams=beams,
+                                      pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+        items, scores = res.items[0].tolist(), res.scores[0].tolist()
+        keep = [(i, s) for i, s in zip(items, scores) if i > 0 and i not in seen][:k]
+        return [(i, self.users.titles.get(i, ""), float(s)) for i, s in keep]
+
+    def evaluate(self, part: str = "test") -> dict:
+        """HR@1/5/10, NDCG@5/10 on the run's seeded valid or test users (as in training)."""
+        from llmrec.llm.train import predict_rows
+
+        rows = eval_user_rows(self.cfg, len(self.split.users), part)
+        task = seqrec_eval_task(self.model, self.tok, self.split, self.index, self.trie, self.cfg, rows, part)
+        return ranking_metrics(predict_rows(task, len(rows), batch_size=self.cfg.eval_batch_size))

@@ -1,0 +1,126 @@
+"""`sasrec-rank`: SASRec trained for next-item ranking (`collab.ranking.train_ranking`) on the leave-one-out split,
+the collaborative baseline LC-Rec is compared with.
+
+Config: `seqrank` overrides `collab.ranking.RankingConfig` (its seed defaults to the experiment seed); the
+optional key `seqrank.model` holds SASRec hyper-parameters over the ranking defaults `RANKING_SASREC`
+(e.g. `seqrank.model={dim: 64, blocks: 2}`).
+
+Test metrics (full ranking over every item, the user's history items excluded):
+- `test`: the users LC-Rec scores with the same config (`lcrec.test_users`, seeded by `lcrec.seed`, by default
+  the experiment seed; all users when lcrec.test_users is None), so one benchmark compares the two on the same
+  users;
+- `test_all`: every user with a test item.
+Run files: `model.safetensors` (best weights), `model.json` (its description), `checkpoint/` (resume).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmrec.collab.ranking import RankingConfig, ranking_metrics, rank_targets, train_ranking
+from llmrec.data.samples import pad_histories
+from llmrec.data.types import SequenceSplit
+from llmrec.errors import LlmrecError
+from llmrec.methods.sequence import SequenceUsers
+
+
+def ranking_config(cfg) -> tuple[RankingConfig, dict]:
+    """(RankingConfig, SASRec overrides) of an ExperimentConfig's `seqrank` section."""
+    from llmrec.config import from_dict
+
+    data = {"seed": cfg.seed, **cfg.seqrank}
+    model = data.pop("model", None) or {}
+    if not isinstance(model, dict):
+        raise LlmrecError(f"seqrank.model: expected a mapping of SASRec hyper-parameters, got {model!r}")
+    return from_dict(RankingConfig, data, "seqrank"), model
+
+
+def lcrec_test_rows(cfg, split: SequenceSplit) -> np.ndarray:
+    """Rows of `split.users` in LC-Rec's test subset under this config (see the module docstring)."""
+    from llmrec.methods.lcrec.recipe import eval_user_rows, lcrec_config
+
+    return eval_user_rows(lcrec_config(cfg), len(split.users), "test")
+
+
+def eval_inputs(split: SequenceSplit, rows: np.ndarray, part: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """(histories, targets) of these users: valid reads train, test reads train + valid."""
+    users = split.users.reset_index(drop=True)
+    hist, targets = [], []
+    for r in np.asarray(rows).tolist():
+        h = np.asarray(users.at[r, "train"], dtype=np.int64)
+        hist.append(np.append(h, int(users.at[r, "valid"])) if part == "test" else h)
+        targets.append(int(users.at[r, part]))
+    return hist, np.asarray(targets, dtype=np.int64)
+
+
+def subset_metrics(model, split: SequenceSplit, rows: np.ndarray, part: str, rc: RankingConfig) -> dict:
+    rows = np.asarray(rows)
+    rows = rows[split.users[part].to_numpy()[rows] > 0]  # users without this target are not scored
+    hist, targets = eval_inputs(split, rows, part)
+    return ranking_metrics(rank_targets(model, hist, targets, rc.exclude_history, rc.eval_batch_size))
+
+
+def train(cfg, split: SequenceSplit, run) -> dict:
+    rc, model_overrides = ranking_config(cfg)
+    ckpt = run.file("checkpoint")
+    ckpt.mkdir(parents=True, exist_ok=True)
+    result = train_ranking(split, rc, model_overrides, checkpoint_dir=ckpt)
+    run.save_tensors("model.safetensors", result.state_dict)
+    run.save_json("model.json", {"description": result.description})
+    rows = lcrec_test_rows(cfg, split)
+    test = subset_metrics(result.model, split, rows, "test", rc)
+    return {"test": test, "test_all": result.test,
+            "test_users": f"LC-Rec's test users under this config: {int(test['users'])} of {len(split.users)}",
+            "valid_ndcg@10": result.best_valid_ndcg10, "best_epoch": result.best_epoch,
+            "epochs": len(result.history), "stopped_early": result.stopped_early,
+            "train_seconds": round(result.seconds, 1), "history": result.history}
+
+
+def load_recommender(run, split: SequenceSplit) -> "SeqRankRecommender":
+    return SeqRankRecommender(run, split)
+
+
+class SeqRankRecommender:
+    """Top-k of a trained sasrec-rank run: the hidden state after the user's known past scores every item."""
+
+    def __init__(self, run, split: SequenceSplit):
+        from llmrec import collab
+
+        self.run, self.split, self.cfg = run, split, run.config
+        self.rc, _ = ranking_config(self.cfg)
+        self.model = collab.from_description(run.load_json("model.json")["description"])
+        self.model.load_state_dict(run.load_tensors("model.safetensors"))
+        self.model.eval()
+        self.users = SequenceUsers(split)
+
+    @torch.no_grad()
+    def _scores(self, history: np.ndarray) -> np.ndarray:
+        seq = pad_histories([history[-self.model.config.max_len:]], self.model.config.max_len)
+        seq = seq.to(self.model.item_emb.weight.device)
+        s = (self.model.encode(seq, last_only=True)[:, -1] @ self.model.item_emb.weight.T)[0]
+        return s.float().cpu().numpy().astype(np.float64)
+
+    def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
+        """Top-k (item id, title, score) after the user's past; every unseen item, or the given candidates."""
+        cand = self.users.check(k, candidates)
+        past = self.users.history(user)
+        if past is None:
+            return self.users.popular(user, k, cand)
+        scores = self._scores(past)
+        if cand is None:
+            seen = np.zeros(self.split.n_items, dtype=bool)
+            seen[past] = True
+            cand = np.flatnonzero(~seen[1:]) + 1
+        return self.users.top(cand, scores[cand], k)
+
+    def evaluate(self, part: str = "test") -> dict:
+        """Full-ranking metrics: 'valid' (all users), 'test' (LC-Rec's test users, as in training) or
+        'test_all' (all users)."""
+        n = len(self.split.users)
+        if part == "valid" or part == "test_all":
+            rows = np.arange(n)
+        elif part == "test":
+            rows = lcrec_test_rows(self.cfg, self.split)
+        else:
+            raise LlmrecError(f"evaluate: part must be valid, test or test_all for sasrec-rank, got {part!r}")
+        return subset_metrics(self.model, self.split, rows, "valid" if part == "valid" else "test", self.rc)

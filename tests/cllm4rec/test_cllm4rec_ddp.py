@@ -1,0 +1,49 @@
+"""CLLM4Rec under `accelerate launch --num_processes 2` on CPU: the same validation rows, metrics and test metrics
+as one process with the same global batch (the click trainer's equivalent is in tests/train)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(150)
+def test_two_processes_match_one_process(tmp_path, llmrec_home):
+    sys.path.insert(0, str(HERE))
+    from ddp_cllm4rec_script import run
+
+    # as in tests/train: the multi-process launcher with CPU forced through the environment (2 processes, gloo)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), str(HERE / "ddp_cllm4rec_script.py"),
+           str(tmp_path / "ddp"), str(tmp_path / "result"), "4"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=140)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"result.{r}").read_text()) for r in (0, 1)]
+    single = run(str(tmp_path / "single"), 8)  # one process, the same global batch of 8 users
+
+    assert [r["num_processes"] for r in ranks] == [2, 2] and single["num_processes"] == 1
+    assert ranks[0]["history"] == ranks[1]["history"] and ranks[0]["test"] == ranks[1]["test"]
+    assert len(single["history"]) == len(ranks[0]["history"]) >= 3
+    # every validation (sharded top-k lists gathered back in order) and the test ranking agree with one process
+    for h2, h1 in zip(ranks[0]["history"], single["history"], strict=True):
+        assert h2["step"] == h1["step"] and h2["users"] == h1["users"] == 11
+        for key in ("recall@20", "recall@40", "ndcg@100"):
+            assert h2[key] == pytest.approx(h1[key], abs=1e-9)
+        assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-5)
+    assert ranks[0]["test"] == pytest.approx(single["test"], abs=1e-9)
+    assert (tmp_path / "ddp" / "metrics.json").exists()

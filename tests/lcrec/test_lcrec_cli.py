@@ -1,0 +1,167 @@
+"""LC-Rec and sasrec-rank through the `llmrec` command: train, resume, recommend, evaluate, benchmark (tiny models,
+the synthetic dataset written as a CSV)."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec.cli import main
+from llmrec.errors import LlmrecError
+from llmrec.recommender import Recommender
+
+from synthetic import synthetic_dataset
+
+LCREC_TINY = ["lcrec.backbone=tiny", "lcrec.text_encoder=backbone", "lcrec.max_steps=2", "lcrec.eval_every=2",
+              "lcrec.batch_size=4", "lcrec.valid_users=4", "lcrec.test_users=6", "lcrec.num_beams=5",
+              "lcrec.eval_batch_size=3",
+              "lcrec.rqvae={levels: 3, codebook_size: 4, e_dim: 8, epochs: 10, batch_size: 32, eval_every: 5}"]
+SEQRANK_TINY = ["seqrank.epochs=4", "seqrank.progress=false", "seqrank.model={dim: 16, blocks: 1}"]
+
+
+@pytest.fixture
+def data_args(tmp_path):
+    ds = synthetic_dataset()
+    inter = ds.interactions.copy()
+    inter["title"] = inter["item_id"].map(ds.titles())
+    path = tmp_path / "ratings.csv"
+    inter.to_csv(path, index=False)
+    return ["data.dataset=csv", f"data.path={path}",
+            "data.options={rating: rating, timestamp: timestamp, title: title}"]
+
+
+def _split(run_dir):
+    from llmrec.data.types import SequenceSplit
+    return SequenceSplit.load(run_dir / "split")
+
+
+def test_train_lcrec_cli_then_recommend_evaluate_and_resume(data_args, tmp_path, capsys):
+    run = tmp_path / "lcrec"
+    assert main(["train", "lcrec", "--out", str(run), *data_args, *LCREC_TINY]) == 0
+    assert "| lcrec |" in capsys.readouterr().out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"] == "lcrec" and metrics["test"]["users"] == 6 and metrics["steps"] == 2
+    assert {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"} <= set(metrics["test"])
+    assert metrics["index"]["collision_rate_final"] == 0.0
+
+    split = _split(run)
+    rec = Recommender.from_pretrained(run)
+    # the rebuilt model is the trained one: it reproduces the run's test metrics exactly
+    assert rec.evaluate("test") == pytest.approx(metrics["test"])
+    users = split.users.reset_index(drop=True)
+    for r in (0, 5):
+        user = int(users.at[r, "user_id"])
+        past = set(np.asarray(users.at[r, "train"]).tolist()) | {int(users.at[r, "valid"]), int(users.at[r, "test"])}
+        # k plus the user's past exceeds the run's 5 beams: the search widens, still k unseen items
+        out = rec.recommend(user, k=6)
+        items = [i for i, _, _ in out]
+        assert len(items) == 6 == len(set(items))
+        assert all(1 <= i < split.n_items and i not in past for i in items)
+        assert [s for _, _, s in out] == sorted((s for _, _, s in out), reverse=True)
+        titles = dict(zip(split.items["item_id"], split.items["title"]))
+        assert all(t == titles[i] and t for i, t, _ in out)
+    # explicit candidates: ranked among themselves by the log-probability of their index
+    cands = [3, 7, 11, 2]
+    ranked = rec.recommend(int(users.at[0, "user_id"]), k=3, candidates=cands)
+    assert len(ranked) == 3 and {i for i, _, _ in ranked} <= set(cands)
+    assert all(math.isfinite(s) and s < 0 for _, _, s in ranked)
+    with pytest.raises(LlmrecError, match="does not exist"):
+        rec.recommend(1, k=2, candidates=[1, split.n_items])
+    with pytest.raises(LlmrecError, match="k must be"):
+        rec.recommend(1, k=0)
+    with pytest.warns(UserWarning, match="not in the run's split"):
+        fallback = rec.recommend(10_000, k=3)
+    assert len({i for i, _, _ in fallback}) == 3
+
+    assert main(["recommend", str(run), "--user", str(int(users.at[0, "user_id"])), "-k", "4"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 4 and "Film" in lines[0]
+
+    # a second train call finds the finished run and returns its metrics without training again
+    stamp = (run / "metrics.json").stat().st_mtime_ns
+    assert main(["train", "lcrec", "--out", str(run), *data_args, *LCREC_TINY]) == 0
+    assert (run / "metrics.json").stat().st_mtime_ns == stamp
+    assert "already finished" in (run / "log.txt").read_text()
+
+
+def test_benchmark_sasrec_rank_and_the_two_ablations(data_args, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--methods", "sasrec-rank,lcrec-random-index,lcrec-no-sinkhorn", "--out", str(out),
+                 *data_args, *LCREC_TINY, *SEQRANK_TINY]) == 0
+    table = (out / "table.md").read_text()
+    for name in ("sasrec-rank", "lcrec-random-index", "lcrec-no-sinkhorn"):
+        assert f"| {name} |" in table
+    assert "HR@10" in table and "NDCG@10" in table
+    png = (out / "ranking_metrics.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    results = json.loads((out / "results.json").read_text())
+    assert results["lcrec-random-index"]["index"]["kind"] == "random"
+    assert results["lcrec-no-sinkhorn"]["index"]["kind"] == "learned"
+    no_sk = results["lcrec-no-sinkhorn"]["index"]
+    # no Sinkhorn rounds ran: collisions left by argmin are all resolved by the deterministic rule
+    assert no_sk["collision_rate_sinkhorn"] == no_sk["collision_rate_argmin"] and no_sk["collision_rate_final"] == 0
+    # sasrec-rank is tested on the same seeded users as LC-Rec, and on everyone in test_all
+    assert results["sasrec-rank"]["test"]["users"] == results["lcrec-random-index"]["test"]["users"] == 6
+    assert results["sasrec-rank"]["test_all"]["users"] == 40
+
+
+def _brute_force_ranks(model, histories, targets):
+    """Rank of each target by scoring every item one user at a time, history items and padding excluded."""
+    ranks = []
+    with torch.no_grad():
+        for h, t in zip(histories, targets):
+            h = np.asarray(h)[-model.config.max_len:]
+            seq = torch.zeros((1, model.config.max_len), dtype=torch.long)
+            seq[0, -len(h):] = torch.as_tensor(h)
+            scores = (model.encode(seq)[0, -1] @ model.item_emb.weight.T).numpy()
+            allowed = [i for i in range(1, len(scores)) if i not in set(h.tolist())]
+            ranks.append(1 + sum(scores[i] > scores[t] for i in allowed if i != t))
+    return np.asarray(ranks, dtype=np.float64)
+
+
+def _metrics(ranks):
+    hr = {k: float(np.mean(ranks <= k)) for k in (1, 5, 10)}
+    nd = {k: float(np.mean(np.where(ranks <= k, 1 / np.log2(ranks + 1), 0.0))) for k in (5, 10)}
+    return {**{f"hr@{k}": v for k, v in hr.items()}, **{f"ndcg@{k}": v for k, v in nd.items()}}
+
+
+def test_sasrec_rank_metrics_equal_a_brute_force_ranking(data_args, tmp_path):
+    from llmrec import experiment
+    from llmrec.methods.sequence import lcrec_eval_rows
+
+    run = tmp_path / "sasrec"
+    cfg = experiment.make_config("sasrec-rank", None, data_args + SEQRANK_TINY + ["lcrec.test_users=7"])
+    metrics = experiment.train(cfg, run)
+    rec = Recommender.from_pretrained(run)
+    split = _split(run)
+    users = split.users.reset_index(drop=True)
+    hist = [np.append(np.asarray(t), v) for t, v in zip(users["train"], users["valid"])]
+    ranks = _brute_force_ranks(rec.model, hist, users["test"].to_numpy())
+    assert metrics["test_all"]["users"] == len(users)
+    for k, v in _metrics(ranks).items():
+        assert metrics["test_all"][k] == pytest.approx(v), k
+    rows = lcrec_eval_rows(len(users), 7, None, cfg.seed, "test")
+    assert metrics["test"]["users"] == 7
+    for k, v in _metrics(ranks[rows]).items():
+        assert metrics["test"][k] == pytest.approx(v), k
+    assert rec.evaluate("test") == pytest.approx(metrics["test"])
+    # recommend: the best-scored unseen items, in score order
+    user = int(users.at[2, "user_id"])
+    past = set(np.append(hist[2], users.at[2, "test"]).tolist())
+    out = rec.recommend(user, k=5)
+    assert len(out) == 5 and not ({i for i, _, _ in out} & past)
+    with torch.no_grad():
+        seq = torch.zeros((1, rec.model.config.max_len), dtype=torch.long)
+        full = np.append(hist[2], users.at[2, "test"])
+        seq[0, -len(full):] = torch.as_tensor(full)
+        scores = (rec.model.encode(seq)[0, -1] @ rec.model.item_emb.weight.T).numpy()
+    best = sorted((i for i in range(1, split.n_items) if i not in past), key=lambda i: -scores[i])[:5]
+    assert [i for i, _, _ in out] == best
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="not in the run's split"):
+            rec.recommend(10_000, k=2)
