@@ -54,5 +54,5 @@ def run(ctx: Context, sec: Section) -> None:
             f"(speed does not depend on training); median of {b.reps} after a one-batch warm-up.", "")
     sec.add(*table(["users", "seconds (min-max)", "users/s"],
                    [[len(users), f"{t.median:.2f} ({t.spread()})", f"{len(users) / t.median:.2f}"]]))
-    sec.add("", "Wired to the building blocks (model.py, tokens.py, documents.py); when CLLM4Rec's recipe lands "
-                "with its own ranking entry point, measure that instead.")
+    sec.add("", "Timed on the model directly (`last_hidden` + `item_logits`, the computation the recipe's "
+                "`RankTask` batches at evaluation), without the evaluation loop around it.")

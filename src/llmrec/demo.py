@@ -1,11 +1,11 @@
 """The main job (`make demo`): MF, TALLRec and BinLLM on ml-100k with the embedded SmolLM2-135M, on CPU.
 
-Budget (about 10 minutes on 2 CPU cores; `--quick` is a one-minute pipeline check): MF and the BinLLM encoder
-train to early stopping; TALLRec tunes LoRA on 128 text-only prompts; BinLLM continues that adapter (its stage 1,
-shared as in the paper) on 384 prompts with dot-decimal codes; prompts show the last 3 liked titles; all three
-methods are tested on the same 200 random test rows. No validation during the LLM stages (the final state is
-kept). Optimizer steps see 8 prompts, as micro-batches of 4 so peak memory stays under 4 GB. The full recipe
-is `llmrec train binllm --config configs/binllm-ml100k.yaml`.
+Budget (7 minutes on 2 quiet CPU cores, 2.8 GB peak; `--quick` checks the pipeline in a minute): MF and the
+BinLLM encoder train to early stopping; TALLRec tunes LoRA on 128 text-only prompts; BinLLM continues that
+adapter (its stage 1, shared as in the paper) on 384 prompts with dot-decimal codes; prompts show the last 3
+liked titles; all three methods are tested on the same 200 random test rows. No validation during the LLM
+stages (the final state is kept). Optimizer steps see 8 prompts, as micro-batches of 4 so peak memory stays
+under 4 GB. The full recipe is `llmrec train binllm --config configs/binllm-ml100k.yaml`.
 """
 from __future__ import annotations
 
