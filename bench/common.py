@@ -192,26 +192,12 @@ def hardware() -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ fixtures
 
-def synthetic_split(n_users: int = 60, n_items: int = 40, per_user: int = 20, seed: int = 0):
-    """A small click split through the real data path (make_dataset + click_split): two taste groups."""
-    import pandas as pd
-
-    from llmrec.data.build import make_dataset
+def synthetic_split(n_users: int = 60, n_items: int = 40, seed: int = 0):
+    """A small click split through the real data path (llmrec.data.synthetic + click_split): two taste groups."""
     from llmrec.data.splits import click_split
+    from llmrec.data.synthetic import synthetic_dataset
 
-    rng = np.random.default_rng(seed)
-    rows, t = [], 1_000_000_000
-    for u in range(n_users):
-        for i in rng.choice(n_items, size=per_user, replace=False):
-            like = (u % 2) == (i % 2)
-            rating = rng.choice([4, 5]) if like == (rng.random() > 0.1) else rng.choice([1, 2])
-            t += int(rng.integers(1, 1000))
-            rows.append((f"u{u}", f"i{i}", float(rating), t))
-    inter = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
-    items = pd.DataFrame({"item": [f"i{i}" for i in range(n_items)],
-                          "title": [f"Film number {i} ({1990 + i % 10})" for i in range(n_items)],
-                          "text": ["Comedy" if i % 2 else "Drama" for i in range(n_items)]})
-    return click_split(make_dataset("synthetic", inter, items, "<synthetic>"), cuts=(0.7, 0.85), threshold=4.0,
+    return click_split(synthetic_dataset(n_users, n_items, seed=seed), cuts=(0.7, 0.85), threshold=4.0,
                        max_history=20)
 
 

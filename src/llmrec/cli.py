@@ -83,7 +83,7 @@ def _score(args) -> None:
 def _benchmark(args) -> None:
     from llmrec import experiment
 
-    table = experiment.benchmark(args.methods.split(","), args.config, args.overrides, Path(args.out))
+    table, _ = experiment.benchmark(args.methods.split(","), args.config, args.overrides, Path(args.out))
     print(table)
 
 

@@ -9,7 +9,6 @@ under 4 GB. The full recipe is `llmrec train binllm --config configs/binllm-ml10
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -34,8 +33,7 @@ def main(out: Path = Path("runs/demo"), quick: bool = False, extra: list[str] | 
     a demo adds only the binary-code run and the binary vs dot-decimal figure."""
     overrides = SHARED + (QUICK if quick else []) + list(extra or [])
     started = time.perf_counter()
-    table = experiment.benchmark(list(methods), None, overrides, out)
-    results = json.loads((out / "results.json").read_text())
+    table, results = experiment.benchmark(list(methods), None, overrides, out)
     print()
     print(f"ml-100k, {int(results['mf']['test']['rows'])} test rows, SmolLM2-135M, "
           f"{time.perf_counter() - started:.0f} s in all (table and figures in {out})")

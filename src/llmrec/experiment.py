@@ -164,10 +164,11 @@ def _row(m: dict) -> dict:
     return row
 
 
-def benchmark(methods: list[str], config: str | None, overrides: list[str], out: Path) -> str:
+def benchmark(methods: list[str], config: str | None, overrides: list[str], out: Path) -> tuple[str, dict]:
     """Run several methods (or VARIANTS) of one family on one dataset, each its own resumable run under `out`,
     and write table.md, results.json and PNG figures: warm/cold AUC bars and, when BinLLM runs with both code
-    forms are present, binary vs dot-decimal (AUC and prompt tokens); for ranking families, metric bars."""
+    forms are present, binary vs dot-decimal (AUC and prompt tokens); for ranking families, metric bars.
+    Returns (the markdown table, {name: metrics})."""
     from llmrec.report import bar_chart
 
     configs = {m: make_config(m, config, overrides) for m in methods}
@@ -206,7 +207,7 @@ def benchmark(methods: list[str], config: str | None, overrides: list[str], out:
         keys = [k for k in dict.fromkeys(k for t in tests.values() for k in t) if "@" in k and "+" not in k]
         bar_chart(out / "ranking_metrics.png", list(tests), {k: [t.get(k) for t in tests.values()] for k in keys},
                   "test metric", f"{kinds.pop()} ranking metrics by method")
-    return table
+    return table, results
 
 
 def _two_step(cfg: ExperimentConfig) -> bool:

@@ -87,11 +87,11 @@ def test_bad_options_are_one_line_errors():
 
 def test_cache_roundtrip_is_atomic(llmrec_home, monkeypatch):
     ds = planted_dataset()
-    import llmrec.data.holdout as holdout
+    import llmrec.data.splits as splits  # the shared split cache (cached_split) loads and keys the dataset
 
     calls = []
-    monkeypatch.setattr(holdout, "load_dataset", lambda name, **kw: calls.append(name) or ds)
-    monkeypatch.setattr(holdout, "dataset_cache_key", lambda name, **kw: {"name": name})
+    monkeypatch.setattr(splits, "load_dataset", lambda name, **kw: calls.append(name) or ds)
+    monkeypatch.setattr(splits, "dataset_cache_key", lambda name, **kw: {"name": name})
     a = get_holdout_split("planted")
     b = get_holdout_split("planted")
     assert calls == ["planted"]  # the second call read the cache

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec.data.registry import dataset_cache_key, load_dataset, short_hash
+from llmrec.data.splits import cached_split, split_config
 from llmrec.data.types import Dataset
 from llmrec.errors import LlmrecError
 from llmrec.metrics import ndcg_at_k_multi, recall_at_k
-from llmrec.paths import atomic_dir, home
+from llmrec.paths import atomic_dir
 
 HOLDOUT_VERSION = 1
 """Bump when the split's rows could change for the same options: cached holdout splits are then rebuilt."""
@@ -200,22 +200,9 @@ def get_holdout_split(name: str, *, dataset_options: dict | None = None, refresh
     """`holdout_split(load_dataset(name, **dataset_options), **options)`, built once and cached (atomically)
     under home()/splits/."""
     dataset_options = dict(dataset_options or {})
-    names = [f.name for f in fields(HoldoutConfig)]
-    unknown = [k for k in options if k not in names]
-    if unknown:
-        raise LlmrecError(f"{name} holdout split: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(names)}")
-    cfg = HoldoutConfig(**options)
-    key = {"kind": "holdout", "version": HOLDOUT_VERSION, "dataset": dataset_cache_key(name, **dataset_options),
-           "config": asdict(cfg)}
-    path = home() / "splits" / f"{key['dataset']['name']}-holdout-{short_hash(key)}"
-    if (path / "split.json").exists() and not refresh:
-        try:
-            return HoldoutSplit.load(path)
-        except Exception:  # an unreadable cache is rebuilt, never trusted
-            pass
-    split = holdout_split(load_dataset(name, **dataset_options), **asdict(cfg))
-    split.save(path)
-    return split
+    cfg = split_config(HoldoutConfig, options, f"{name} holdout split")
+    return cached_split("holdout", name, dataset_options, cfg, HoldoutSplit, holdout_split, refresh=refresh,
+                        version=HOLDOUT_VERSION)
 
 
 # ---------------------------------------------------------------------------------------------------------------

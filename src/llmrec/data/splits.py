@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -261,7 +260,8 @@ def sequence_split(ds: Dataset, *, max_length: int | None = 50, min_interactions
     return SequenceSplit(name=ds.name, users=users, items=ds.items, n_users=ds.n_users, n_items=ds.n_items, meta=meta)
 
 
-def _config(cls, options: dict, what: str):
+def split_config(cls, options: dict, what: str):
+    """`cls(**options)` with unknown option names reported in one line."""
     names = [f.name for f in fields(cls)]
     unknown = [k for k in options if k not in names]
     if unknown:
@@ -269,10 +269,21 @@ def _config(cls, options: dict, what: str):
     return cls(**options)
 
 
-def _split_dir(kind: str, name: str, dataset_options: dict, cfg) -> Path:
-    key = {"kind": kind, "version": SPLIT_VERSION, "dataset": dataset_cache_key(name, **dataset_options),
+def cached_split(kind: str, name: str, dataset_options: dict, cfg, split_cls, build, *, refresh: bool = False,
+                 version: int = SPLIT_VERSION):
+    """`build(load_dataset(name, **dataset_options), **asdict(cfg))`, saved (atomically, by `split_cls.save`) under
+    home()/splits/ keyed by kind, version, dataset and config, and read back from there on later calls."""
+    key = {"kind": kind, "version": version, "dataset": dataset_cache_key(name, **dataset_options),
            "config": asdict(cfg)}
-    return home() / "splits" / f"{key['dataset']['name']}-{kind}-{short_hash(key)}"
+    path = home() / "splits" / f"{key['dataset']['name']}-{kind}-{short_hash(key)}"
+    if (path / "split.json").exists() and not refresh:
+        try:
+            return split_cls.load(path)
+        except Exception:  # an unreadable cache is rebuilt, never trusted
+            pass
+    split = build(load_dataset(name, **dataset_options), **asdict(cfg))
+    split.save(path)
+    return split
 
 
 def get_click_split(name: str, *, dataset_options: dict | None = None, refresh: bool = False,
@@ -283,29 +294,13 @@ def get_click_split(name: str, *, dataset_options: dict | None = None, refresh: 
     canonical, source, resolved = resolve(name, dataset_options)
     if source.click is not None:
         return load_click_split(canonical, **resolved, **options)
-    cfg = _config(ClickSplitConfig, options, f"{canonical} click split")
-    path = _split_dir("click", name, dataset_options, cfg)
-    if (path / "split.json").exists() and not refresh:
-        try:
-            return ClickSplit.load(path)
-        except Exception:  # an unreadable cache is rebuilt, never trusted
-            pass
-    split = click_split(load_dataset(name, **dataset_options), **asdict(cfg))
-    split.save(path)
-    return split
+    cfg = split_config(ClickSplitConfig, options, f"{canonical} click split")
+    return cached_split("click", name, dataset_options, cfg, ClickSplit, click_split, refresh=refresh)
 
 
 def get_sequence_split(name: str, *, dataset_options: dict | None = None, refresh: bool = False,
                        **options) -> SequenceSplit:
     """`sequence_split(load_dataset(name, **dataset_options), **options)`, built once and cached."""
     dataset_options = dict(dataset_options or {})
-    cfg = _config(SequenceSplitConfig, options, f"{name} sequence split")
-    path = _split_dir("sequence", name, dataset_options, cfg)
-    if (path / "split.json").exists() and not refresh:
-        try:
-            return SequenceSplit.load(path)
-        except Exception:
-            pass
-    split = sequence_split(load_dataset(name, **dataset_options), **asdict(cfg))
-    split.save(path)
-    return split
+    cfg = split_config(SequenceSplitConfig, options, f"{name} sequence split")
+    return cached_split("sequence", name, dataset_options, cfg, SequenceSplit, sequence_split, refresh=refresh)
