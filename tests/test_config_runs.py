@@ -17,7 +17,8 @@ def test_overrides_are_typed_and_nested():
 
 @pytest.mark.parametrize("override, message", [
     ("llm.bogus=1", "unknown field"), ("stage1.lr=abc", "expected float"), ("eval.test_rows=1.5", "integer"),
-    ("collm.tune_collab=maybe", "true/false"), ("novalue", "section.field=value")])
+    ("collm.tune_collab=maybe", "true/false"), ("novalue", "section.field=value"),
+    ("collab.valid_part=test", "expected one of valid_small, valid")])
 def test_bad_overrides_give_one_clear_line(override, message):
     with pytest.raises(LlmrecError, match=message):
         load_config(None, [override])

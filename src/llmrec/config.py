@@ -10,6 +10,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -58,7 +59,10 @@ class CollabConfig:
     epochs: int = 1000
     """Maximum epochs."""
     patience: int = 50
-    """Epochs without valid_small AUC gain before stopping (the official scripts use 50 to 100)."""
+    """Epochs without a valid AUC gain before stopping (the official scripts use 50 to 100)."""
+    valid_part: Literal["valid_small", "valid"] = "valid_small"
+    """Rows whose AUC selects the epoch: valid_small (the LLM methods' protocol) or the whole valid period (what
+    the official MF and SASRec baseline scripts behind the published numbers read)."""
 
 
 @dataclass
@@ -214,6 +218,10 @@ def _coerce(value, tp, where: str):
             except LlmrecError as exc:
                 errors.append(str(exc))
         raise LlmrecError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise LlmrecError(f"{where}: expected one of {', '.join(map(str, typing.get_args(tp)))}, got {value!r}")
+        return value
     if tp is bool:
         if isinstance(value, bool):
             return value

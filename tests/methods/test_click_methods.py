@@ -134,3 +134,15 @@ def test_collab_methods_and_binmf_use_the_same_test_rows(tiny_split, tmp_path):
         assert m["test"]["rows"] == 40
         rec = Recommender.from_pretrained(tmp_path / method)
         assert rec.evaluate("test")["auc"] == pytest.approx(m["test"]["auc"])
+
+
+@pytest.mark.parametrize("part", ["valid_small", "valid"])
+def test_collab_early_stopping_reads_the_chosen_valid_part(part, tiny_split, tmp_path, monkeypatch):
+    from llmrec.collab import trainer
+
+    seen, real_fit = [], trainer.fit
+    monkeypatch.setattr(trainer, "fit", lambda model, train, valid, *a, **k: seen.append(valid) or
+                        real_fit(model, train, valid, *a, **k))
+    run_method("mf", tiny_split, tmp_path / part, [f"collab.valid_part={part}"])
+    assert len(seen) == 1 and seen[0].equals(tiny_split.part(part))
+    assert len(tiny_split.valid) > len(tiny_split.valid_small)  # the two parts differ, so the check can fail

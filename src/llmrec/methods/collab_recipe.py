@@ -29,7 +29,8 @@ def train_model(cfg: ExperimentConfig, split: ClickSplit, run: Run, model, name:
     tc = trainer.TrainConfig(lr=c.lr if not isinstance(model, BinaryEncoder) else None,
                              weight_decay=c.weight_decay if not isinstance(model, BinaryEncoder) else None,
                              batch_size=batch_size, epochs=epochs, patience=patience, seed=cfg.seed)
-    result = trainer.fit(model, split.train, split.valid_small, split.test, tc, checkpoint_dir=run.file(f"{name}_ckpt"))
+    result = trainer.fit(model, split.train, split.part(c.valid_part), split.test, tc,
+                         checkpoint_dir=run.file(f"{name}_ckpt"))
     run.save_tensors(f"{name}.safetensors", result.state_dict,
                      metadata={"description": json.dumps(result.description, default=str)})
     run.save_json(f"{name}.json", {"description": result.description, "best_epoch": result.best_epoch,
