@@ -10,7 +10,6 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
@@ -60,7 +59,7 @@ class CollabConfig:
     """Maximum epochs."""
     patience: int = 50
     """Epochs without a valid AUC gain before stopping (the official scripts use 50 to 100)."""
-    valid_part: Literal["valid_small", "valid"] = "valid_small"
+    valid_part: typing.Literal["valid_small", "valid"] = "valid_small"
     """Rows whose AUC selects the epoch: valid_small (the LLM methods' protocol) or the whole valid period (what
     the official MF and SASRec baseline scripts behind the published numbers read)."""
 

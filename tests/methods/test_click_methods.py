@@ -141,8 +141,12 @@ def test_collab_early_stopping_reads_the_chosen_valid_part(part, tiny_split, tmp
     from llmrec.collab import trainer
 
     seen, real_fit = [], trainer.fit
-    monkeypatch.setattr(trainer, "fit", lambda model, train, valid, *a, **k: seen.append(valid) or
-                        real_fit(model, train, valid, *a, **k))
+
+    def recording_fit(model, train, valid, *args, **kwargs):
+        seen.append(valid)
+        return real_fit(model, train, valid, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "fit", recording_fit)
     run_method("mf", tiny_split, tmp_path / part, [f"collab.valid_part={part}"])
     assert len(seen) == 1 and seen[0].equals(tiny_split.part(part))
     assert len(tiny_split.valid) > len(tiny_split.valid_small)  # the two parts differ, so the check can fail
