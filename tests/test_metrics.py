@@ -73,3 +73,37 @@ def test_recall_and_multi_ndcg():
     disc = 1 / np.log2(np.arange(2, 6))
     expected = (disc[1] / disc[:2].sum() + 0) / 2
     assert metrics.ndcg_at_k_multi(topk, relevant, 4) == pytest.approx(expected)
+
+
+def test_user_bootstrap_keeps_each_drawn_users_rows_together():
+    from llmrec.metrics import user_bootstrap
+
+    users = np.array([3, 1, 3, 2, 1, 3])
+    rng = np.random.default_rng(0)  # the same draws as user_bootstrap(seed=0), rebuilt the naive way
+    uniq = np.unique(users)
+    for rows in user_bootstrap(users, n_boot=20, seed=0):
+        pick = uniq[rng.integers(0, len(uniq), size=len(uniq))]
+        expected = np.concatenate([np.flatnonzero(users == u) for u in pick])
+        assert sorted(rows.tolist()) == sorted(expected.tolist())
+
+
+def test_click_intervals_cover_the_estimate_and_shrink_with_more_users():
+    from llmrec.metrics import click_intervals, paired_auc_difference
+
+    def intervals(n_users):
+        rng = np.random.default_rng(1)
+        users = np.repeat(np.arange(n_users), 10)
+        labels = rng.integers(0, 2, len(users))
+        scores = labels * 0.5 + rng.normal(size=len(users))
+        return roc_auc_score(labels, scores), click_intervals(users, labels, scores, n_boot=200), users, labels, scores
+
+    est, small, *_ = intervals(30)
+    assert small["auc_lo"] < est < small["auc_hi"]
+    est, big, users, labels, scores = intervals(600)
+    assert big["auc_lo"] < est < big["auc_hi"]
+    assert big["auc_hi"] - big["auc_lo"] < 0.5 * (small["auc_hi"] - small["auc_lo"])
+    assert big["uauc_lo"] < big["uauc_hi"]
+    same = paired_auc_difference(users, labels, scores, scores, n_boot=50)
+    assert same == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+    worse = paired_auc_difference(users, labels, scores, np.random.default_rng(2).normal(size=len(users)), n_boot=200)
+    assert worse["lo"] > 0.1  # a real signal against noise: the paired interval excludes zero
