@@ -39,6 +39,9 @@ class DataConfig:
     """'paper' (user and item each > 3 train rows) or 'not_cold' (both seen in train)."""
     domain: str = "movie"
     """Noun in the prompts: 'movie' or 'book'."""
+    cut_by: str = "global"
+    """'global' (the papers): quantile cuts over all rows by time. 'user' (ours): the same quantiles within each
+    user's time-ordered rows, so test users have train rows (the demo's split). Ignored for collm."""
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """The main job (`make demo`): MF, TALLRec and BinLLM on ml-100k with the embedded SmolLM2-135M, on CPU.
 
+The split cuts each user's time line 80/10/10 (`data.cut_by=user`), so the test rows are mostly warm and the
+collaborative signal the codes carry can be read.
+
 Budget (7 minutes on 2 quiet CPU cores, 2.8 GB peak; `--quick` checks the pipeline in a minute): MF and the
 BinLLM encoder train to early stopping; TALLRec tunes LoRA on 128 text-only prompts; BinLLM continues that
 adapter (its stage 1, shared as in the paper) on 384 prompts with dot-decimal codes; prompts show the last 3
@@ -14,7 +17,9 @@ from pathlib import Path
 
 from llmrec import experiment
 
-SHARED = ["data.dataset=ml-100k", "llm.history_titles=3", "eval.test_rows=200", "collab.epochs=40",
+# The split cuts each user's own time line 80/10/10 (data.cut_by=user): the papers' global time cut leaves 86% of
+# ml-100k's test rows on users with no train rows, where no collaborative signal can be read.
+SHARED = ["data.dataset=ml-100k", "data.cut_by=user", "llm.history_titles=3", "eval.test_rows=200", "collab.epochs=40",
           "collab.patience=5", "encoder.epochs=60", "encoder.patience=10",
           "stage1.max_samples=128", "stage1.batch_size=4", "stage1.grad_accum_steps=2", "stage1.eval_rows=0",
           "stage2.max_samples=384", "stage2.batch_size=4", "stage2.grad_accum_steps=2", "stage2.lr=1e-3",
@@ -35,7 +40,9 @@ def main(out: Path = Path("runs/demo"), quick: bool = False, extra: list[str] | 
     started = time.perf_counter()
     table, results = experiment.benchmark(list(methods), None, overrides, out)
     print()
-    print(f"ml-100k, {int(results['mf']['test']['rows'])} test rows, SmolLM2-135M, "
+    test = results["mf"]["test"]
+    print(f"ml-100k (each user's time line cut 80/10/10), {int(test['rows'])} test rows of which "
+          f"{int(test.get('warm_rows', 0))} warm (user and item each have more than 3 train rows), SmolLM2-135M, "
           f"{time.perf_counter() - started:.0f} s in all (table and figures in {out})")
     print(table)
     _show_recommendations(out / "binllm")

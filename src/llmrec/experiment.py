@@ -72,7 +72,7 @@ def load_split(cfg: ExperimentConfig):
                                warm_definition=d.warm_definition, domain=d.domain)
     return get_click_split(d.dataset, dataset_options=dataset_options, cuts=d.cuts, threshold=d.threshold,
                            max_history=d.max_history, valid_small_fraction=d.valid_small_fraction, seed=cfg.seed,
-                           warm_definition=d.warm_definition, domain=d.domain)
+                           warm_definition=d.warm_definition, domain=d.domain, cut_by=d.cut_by)
 
 
 def split_class(method: str):

@@ -49,7 +49,7 @@ def bar_chart(path: str | Path, labels: list[str], series: dict[str, list[float]
     if len(series) > 1:
         ax.legend(frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def panel_bars(path: str | Path, labels: list[str], panels: dict[str, list[float]], title: str) -> None:
@@ -63,10 +63,10 @@ def panel_bars(path: str | Path, labels: list[str], panels: dict[str, list[float
         ax.set_title(name, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=11)
-    _save(fig, path)
+    save_png(fig, path)
 
 
-def _save(fig, path: str | Path) -> None:
+def save_png(fig, path: str | Path) -> None:
     """Write the figure as PNG atomically and free it."""
     fig.tight_layout()
     with atomic_file(path) as tmp:

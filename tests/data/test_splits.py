@@ -105,6 +105,28 @@ def test_quantile_and_halved_cuts():
     assert part.tolist() == [0, 2, 1, 2, 1, -1]  # December: 2 earliest valid, 2 latest test
 
 
+def test_quantile_cuts_by_user():
+    users = np.array([1, 2, 1, 2, 1, 1, 1, 2, 1, 1, 1, 1])
+    ts = np.array([9, 1, 3, 9, 0, 1, 2, 5, 4, 5, 6, 7])  # user 1: 9 rows at 0..7 and 9; user 2: 1, 5, 9
+    part = assign_parts(ts, (0.8, 0.9), "x", users=users)
+    for u, n in ((1, 9), (2, 3)):  # brute force: each user's first round(0.8 n) rows train, up to round(0.9 n) valid
+        mine = np.flatnonzero(users == u)
+        by_time = mine[np.argsort(ts[mine], kind="stable")]
+        expected = [0 if k < round(0.8 * n) else 1 if k < round(0.9 * n) else 2 for k in range(n)]
+        assert part[by_time].tolist() == expected
+    with pytest.raises(LlmrecError, match="quantile cuts"):
+        assign_parts(ts, (("2001-01", "2001-06"), ("2001-07", "2001-08"), ("2001-09", "2001-10")), "x", users=users)
+
+
+def test_split_by_user_puts_test_users_in_train(ds):
+    split = click_split(ds, cuts=(0.6, 0.8), cut_by="user")
+    assert split.test["user_id"].isin(split.train["user_id"]).all()
+    assert len(split.train) + len(split.valid) + len(split.test) == len(ds.interactions)
+    last_train = split.train.groupby("user_id")["timestamp"].max()
+    first_test = split.test.groupby("user_id")["timestamp"].min()
+    assert (last_train[first_test.index] <= first_test).all()  # within a user, train comes before test
+
+
 @pytest.mark.parametrize("bad", [(0.9, 0.5), (0.0, 0.5), (("2001-13", "2002-01"),) * 3, "2001",
                                  (("2001-01", "2001-06"), ("2001-05", "2001-08"), ("2001-09", "2001-10"))])
 def test_bad_cuts(ds, bad):

@@ -32,6 +32,7 @@ BINLLM_BOOK_CUTS = (("2017-01", "2017-11"), ("2017-12", "2017-12"))
 DEFAULT_CUTS = {"ml-1m": COLLM_ML1M_CUTS, "collm": COLLM_ML1M_CUTS}
 QUANTILE_CUTS = (0.8, 0.9)
 HISTORY_TIES = ("exclude", "row_order")
+CUT_BY = ("global", "user")
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 
 
@@ -59,6 +60,10 @@ class ClickSplitConfig:
     history_ties: str = "exclude"
     """Rows at the same second as the row: 'exclude' (not history) or 'row_order' (earlier rows count, as in
     CoLLM's files)."""
+    cut_by: str = "global"
+    """'global' (the papers): quantile cuts over all rows by time, so late-arriving users are only in test.
+    'user' (ours): the same quantiles within each user's own time-ordered rows, so nearly every test user has
+    train rows and warm test rows are the rule (only with quantile cuts)."""
 
     def __post_init__(self):
         if isinstance(self.cuts, list):
@@ -71,6 +76,8 @@ class ClickSplitConfig:
             raise LlmrecError(f"unknown warm definition {self.warm_definition!r}; expected one of {WARM_DEFINITIONS}")
         if self.history_ties not in HISTORY_TIES:
             raise LlmrecError(f"unknown history_ties {self.history_ties!r}; expected one of {HISTORY_TIES}")
+        if self.cut_by not in CUT_BY:
+            raise LlmrecError(f"unknown cut_by {self.cut_by!r}; expected one of {CUT_BY}")
 
 
 @dataclass
@@ -130,11 +137,23 @@ def resolve_cuts(cuts, name: str):
     raise LlmrecError(f"cuts: expected (q1, q2) quantiles or 2-3 (start, end) periods, got {cuts!r}")
 
 
-def assign_parts(timestamps: np.ndarray, cuts, name: str) -> np.ndarray:
-    """Part of each row: 0 train, 1 valid, 2 test, -1 dropped."""
+def assign_parts(timestamps: np.ndarray, cuts, name: str, users: np.ndarray | None = None) -> np.ndarray:
+    """Part of each row: 0 train, 1 valid, 2 test, -1 dropped. With `users`, quantile cuts apply within each
+    user's rows (ClickSplitConfig.cut_by='user')."""
     n = len(timestamps)
     part = np.full(n, -1, dtype=np.int8)
     kind, spec = resolve_cuts(cuts, name)
+    if users is not None:
+        if kind != "quantiles":
+            raise LlmrecError(f"{name}: cut_by='user' needs quantile cuts such as [0.8, 0.9], not calendar periods")
+        order = np.lexsort((np.arange(n), timestamps, users))
+        u = users[order]
+        starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+        sizes = np.diff(np.r_[starts, n])
+        pos = np.arange(n) - np.repeat(starts, sizes)  # rank of the row in its user's time order
+        n_u = np.repeat(sizes, sizes)
+        part[order] = np.where(pos < np.round(spec[0] * n_u), 0, np.where(pos < np.round(spec[1] * n_u), 1, 2))
+        return part
     if kind == "quantiles":
         order = np.argsort(timestamps, kind="stable")
         n1, n2 = int(round(spec[0] * n)), int(round(spec[1] * n))
@@ -185,16 +204,17 @@ def _slices(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarra
 
 def click_split(ds: Dataset, *, cuts=None, threshold: float = 4.0, max_history: int | None = 50,
                 valid_small_fraction: float = 0.5, seed: int = 2023, warm_definition: str = "paper",
-                domain: str = "movie", history_ties: str = "exclude") -> ClickSplit:
+                domain: str = "movie", history_ties: str = "exclude", cut_by: str = "global") -> ClickSplit:
     """The CoLLM / BinLLM click split of a dataset (see `ClickSplitConfig` for each option)."""
     cfg = ClickSplitConfig(cuts=cuts, threshold=threshold, max_history=max_history,
                            valid_small_fraction=valid_small_fraction, seed=seed, warm_definition=warm_definition,
-                           domain=domain, history_ties=history_ties)
+                           domain=domain, history_ties=history_ties, cut_by=cut_by)
     inter = ds.interactions
     if inter.empty:
         raise LlmrecError(f"{ds.name}: no interactions to split")
     ts_all = inter["timestamp"].to_numpy(np.int64)
-    part = assign_parts(ts_all, cfg.cuts, ds.name)
+    part = assign_parts(ts_all, cfg.cuts, ds.name,
+                        inter["user_id"].to_numpy(np.int64) if cfg.cut_by == "user" else None)
     rows = np.flatnonzero(part >= 0)
     u = inter["user_id"].to_numpy(np.int64)[rows]
     t = ts_all[rows]

@@ -1,0 +1,69 @@
+"""Learning curves: a validation metric against training samples and CPU-minutes, for several runs on one figure.
+
+    python -m bench.curves OUT.png RUN[=LABEL] ... [--metric auc] [--stage stage2] [--line "BinMF=0.7243"]
+
+A RUN is a run directory (its `<stage>_train/checkpoint/log.jsonl`, written by llmrec.llm.train.fit at every
+evaluation: step, samples, train_seconds and the metrics) or a `log.jsonl` itself. `--stage` picks the stage folder
+(default: the last one that has a log); `--line` draws a horizontal reference (a baseline's valid metric). Writes
+OUT.png and prints a markdown table of every point, so the README can carry both.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from llmrec.report import markdown_table, plt, save_png
+
+
+def read_log(source: str, stage: str | None = None) -> list[dict]:
+    path = Path(source)
+    if path.is_dir():
+        logs = sorted(path.glob(f"{stage or '*'}_train/checkpoint/log.jsonl"))
+        if not logs:
+            raise SystemExit(f"{path}: no {stage or '<stage>'}_train/checkpoint/log.jsonl (has the run evaluated yet?)")
+        path = logs[-1]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--metric", default="auc")
+    ap.add_argument("--stage", default=None)
+    ap.add_argument("--line", action="append", default=[], help="LABEL=VALUE reference line")
+    args = ap.parse_args(argv)
+    fig, (by_samples, by_minutes) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    rows = []
+    for spec in args.runs:
+        source, _, label = spec.partition("=")
+        log = read_log(source, args.stage)
+        label = label or Path(source).name
+        xs = [r["samples"] for r in log]
+        mins = [r["train_seconds"] / 60 for r in log]
+        ys = [r[args.metric] for r in log]
+        by_samples.plot(xs, ys, marker="o", label=label)
+        by_minutes.plot(mins, ys, marker="o", label=label)
+        rows += [{"run": label, "step": r["step"], "samples": r["samples"], "minutes": round(m, 1),
+                  args.metric: y} for r, m, y in zip(log, mins, ys)]
+    for spec in args.line:
+        label, _, value = spec.partition("=")
+        for ax in (by_samples, by_minutes):
+            ax.axhline(float(value), linestyle="--", color="grey")
+            ax.annotate(label, (0, float(value)), xycoords=("axes fraction", "data"), fontsize=8,
+                        va="bottom")
+    by_samples.set_xlabel("training samples")
+    by_minutes.set_xlabel("training CPU-minutes (wall, evaluation excluded)")
+    by_samples.set_ylabel(f"valid {args.metric}")
+    by_samples.legend(fontsize=8)
+    for ax in (by_samples, by_minutes):
+        ax.grid(alpha=0.3)
+    save_png(fig, args.out)
+    table = markdown_table(rows)
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()
