@@ -71,7 +71,8 @@ def build_model(config: CLLM4RecConfig, n_users: int, n_items: int, device=None)
     if config.lora:
         torch.manual_seed(config.seed)
         inject_lora(backbone, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
-    model = CLLM4RecModel(backbone, n_users, n_items, config.init_std, seed=config.seed)
+    model = CLLM4RecModel(backbone, n_users, n_items, config.init_std, seed=config.seed, item_head=config.item_head,
+                          encoder=config.encoder)
     return model, IdVocab(tokenizer, model.vocab_size, n_users, n_items), tokenizer
 
 
@@ -129,7 +130,7 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
             continue
         batches = document_batches(docs, config.pretrain_batch_size, config.seed)
         model.set_trainable(*sides)
-        task = PretrainTask(model, vocab, docs, batches, config.lambda_reg, pad_id)
+        task = PretrainTask(model, vocab, docs, batches, config.lambda_reg, pad_id, config.reg_reduction)
         result = fit(task, len(batches), None, None,
                      _stage_config(config, config.pretrain_lr, epochs, 1, patience=None, eval_every=10 ** 9,
                                    checkpoint_every=PRETRAIN_CHECKPOINT_EVERY),
@@ -152,7 +153,7 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
     draws = math.ceil(config.finetune_epochs)
     rec_task = RecommendTask(model, vocab, users, train_items, config.heldout_ratio, config.finetune_target,
                              config.max_prompt_items, config.lambda_reg if config.finetune_reg else 0.0, pad_id,
-                             seed=config.seed, draws=draws)
+                             seed=config.seed, draws=draws, reg_reduction=config.reg_reduction)
     k = min(TOP_K, model.n_items)
     valid_task = RankTask(model, vocab, valid_users, train_items, k, config.max_prompt_items, pad_id, config.seed)
 
