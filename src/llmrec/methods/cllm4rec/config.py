@@ -52,7 +52,7 @@ class CLLM4RecConfig:
     encoder: str = "llm"
     """What turns a recommendation prompt into h: "llm" (CLLM4Rec: the backbone's last hidden state) or "mean"
     (ours, a control without the LLM: the mean of the prompt's ID-token rows, its user token and its items, from
-    the same tables; no pre-training, so content_epochs and alternate_epochs must be 0)."""
+    the same tables; there is no language model to pre-train, so the pre-training stages are skipped)."""
 
     # -- documents
     content_verb: str | None = None
@@ -148,9 +148,6 @@ class CLLM4RecConfig:
         for name in ("max_doc_items", "max_prompt_items", "max_content_docs", "max_valid_users", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 bad(name, "must be >= 1 or None")
-        if self.encoder == "mean" and (self.content_epochs or self.alternate_epochs):
-            bad("encoder", "the 'mean' control has no language model to pre-train: set content_epochs=0 and "
-                           "alternate_epochs=0")
         if self.encoder == "mean" and self.lora:
             bad("lora", "the 'mean' control runs no backbone for adapters to train")
 
