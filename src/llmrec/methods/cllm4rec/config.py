@@ -1,6 +1,6 @@
 """CLLM4Rec settings. The defaults are a small CPU budget for ml-100k with the embedded SmolLM2-135M (about 15
-minutes on 2 cores; configs/cllm4rec-ml100k.yaml spends about 30); `CLLM4RecConfig.paper()` gives the official
-run's settings (GPT-2, many epochs, GPUs).
+minutes on 2 cores; configs/cllm4rec-ml100k.yaml is designed for under 30); `CLLM4RecConfig.paper()` gives the
+official run's settings (GPT-2, many epochs, GPUs).
 
 Our departures from the official recipe, each one field away from it (`paper()` sets the official value):
 `item_head` ("normalized"; official "dot"), `finetune_reg` (False; official True), `finetune_lr` (1e-2; official
