@@ -23,13 +23,17 @@ LLM_METHODS = ("icl", "tallrec", "binllm", "collm")
 # Three families, each with its own split and metrics:
 CLICK_METHODS = COLLAB_METHODS + ("binmf",) + LLM_METHODS  # click split (CoLLM/BinLLM); AUC, UAUC, warm/cold
 SEQUENCE_METHODS = ("sasrec-rank", "lcrec")  # leave-one-out sequences; full-ranking HR@K, NDCG@K
-HOLDOUT_METHODS = ("multvae", "lightgcn-bpr", "cllm4rec")  # per-user held-out items; Recall@K, NDCG@K
+# per-user held-out items; Recall@K, NDCG@K
+HOLDOUT_METHODS = ("multvae", "lightgcn-bpr", "popularity-holdout", "cllm4rec")
 METHODS = CLICK_METHODS + SEQUENCE_METHODS + HOLDOUT_METHODS
 # Named variants for `benchmark` (ablations and code forms): name -> (method, overrides).
 VARIANTS = {
     "binllm-binary": ("binllm", ["binllm.code_format=binary"]),
     "lcrec-random-index": ("lcrec", ["lcrec.index=random"]),
     "lcrec-no-sinkhorn": ("lcrec", ["lcrec.sinkhorn=false"]),
+    # CLLM4Rec's tables, prompts, item head and fine-tuning with the LLM replaced by a mean of the prompt's ID rows
+    "cllm4rec-no-llm": ("cllm4rec", ["cllm4rec.encoder=mean", "cllm4rec.content_epochs=0",
+                                     "cllm4rec.alternate_epochs=0"]),
 }
 
 
@@ -103,7 +107,7 @@ def method_module(method: str):
         from llmrec.methods import seqrank_recipe as module
     elif method == "lcrec":
         from llmrec.methods.lcrec import recipe as module
-    elif method in ("multvae", "lightgcn-bpr"):
+    elif method in ("multvae", "lightgcn-bpr", "popularity-holdout"):
         from llmrec.methods import holdout_recipe as module
     elif method == "cllm4rec":
         from llmrec.methods.cllm4rec import recipe as module
@@ -157,8 +161,9 @@ def _row(m: dict) -> dict:
         return {"AUC": m.get("auc"), "UAUC": m.get("uauc"), "warm AUC": m.get("warm_auc"),
                 "cold AUC": m.get("cold_auc"), "rows": int(m["rows"]) if m.get("rows") else None}
     names = {"hr": "HR", "ndcg": "NDCG", "recall": "Recall"}
-    row = {f"{names.get(k.split('@')[0], k.split('@')[0])}@{k.split('@')[1]}": v for k, v in m.items()
-           if "@" in k and "+" not in k}
+    row = {f"{names.get(k.split('@')[0], k.split('@')[0])}@{k.split('@')[1]}":
+           f"{v:.4f} ({m[k + '_lo']:.4f}-{m[k + '_hi']:.4f})" if k + "_lo" in m else v  # with its 95% interval
+           for k, v in m.items() if "@" in k and "+" not in k and not k.endswith(("_lo", "_hi"))}
     if m.get("users"):
         row["users"] = int(m["users"])
     return row
@@ -204,7 +209,8 @@ def benchmark(methods: list[str], config: str | None, overrides: list[str], out:
                   "test AUC", "AUC by method: all, warm and cold rows", ylim=(0.4, 0.85))
         _code_forms_figure(configs, tests, out / "binary_vs_dot_decimal.png")
     else:
-        keys = [k for k in dict.fromkeys(k for t in tests.values() for k in t) if "@" in k and "+" not in k]
+        keys = [k for k in dict.fromkeys(k for t in tests.values() for k in t)
+                if "@" in k and "+" not in k and not k.endswith(("_lo", "_hi"))]
         bar_chart(out / "ranking_metrics.png", list(tests), {k: [t.get(k) for t in tests.values()] for k in keys},
                   "test metric", f"{kinds.pop()} ranking metrics by method")
     return table, results

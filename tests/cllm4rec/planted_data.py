@@ -25,3 +25,11 @@ def planted_dataset(n_users=60, n_items=40, n_groups=2, per_user=14, noise=2, se
     items = pd.DataFrame({"item": np.arange(1, n_items + 1), "title": [f"Film {i}" for i in range(1, n_items + 1)],
                           "text": ["Drama" if i <= block else "Comedy" for i in range(1, n_items + 1)]})
     return make_dataset(name, raw, items, "synthetic")
+
+
+def chance_recall(split, part: str, k: int) -> float:
+    """Expected Recall@k of a uniformly random ranking of each user's unseen items (k / unseen items, at most 1,
+    for users with at most k held-out items)."""
+    train = split.user_items("train")
+    users = split.eval_users(part)
+    return float(np.mean([min(1.0, k / (split.n_items - 1 - len(train[u]))) for u in users]))

@@ -138,7 +138,7 @@ def brute_force(scores: np.ndarray, train: list[np.ndarray], held: list[np.ndarr
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("method", ["multvae", "lightgcn-bpr"])
+@pytest.mark.parametrize("method", ["multvae", "lightgcn-bpr", "popularity-holdout"])
 def test_baselines_match_brute_force_metrics_and_recommend(method, data, tmp_path, capsys):
     run = tmp_path / method
     assert main(["train", method, "--out", str(run), *data, *BASELINES]) == 0
@@ -151,13 +151,24 @@ def test_baselines_match_brute_force_metrics_and_recommend(method, data, tmp_pat
     ref = brute_force(scores, split.user_items("train"), split.user_items("test"), users)
     for key in ("recall@20", "recall@40", "ndcg@100"):
         assert metrics["test"][key] == pytest.approx(ref[key], abs=1e-9)
+        assert metrics["test"][f"{key}_lo"] <= metrics["test"][key] <= metrics["test"][f"{key}_hi"]
     assert metrics["test"]["users"] == len(users)
+    if method == "popularity-holdout":  # train counts, the same for every user
+        counts = np.bincount(split.train["item_id"], minlength=split.n_items)
+        order = np.lexsort((np.arange(split.n_items), -counts))  # by count, ties toward the lower id
+        assert all(np.array_equal(np.argsort(-row, kind="stable"), order) for row in scores)
+        assert metrics["curve"] == []
+    else:  # the learning curve: samples and training seconds grow with the epochs
+        curve = metrics["curve"]
+        assert len(curve) >= 2 and all(k in curve[0] for k in ("samples", "train_seconds", "recall@20"))
+        assert all(b["samples"] > a["samples"] and b["train_seconds"] >= a["train_seconds"]
+                   for a, b in zip(curve, curve[1:]))
 
     assert main(["recommend", str(run), "--user", "2", "-k", "5"]) == 0
     items = printed_items(capsys.readouterr().out)
     assert len(items) == 5 == len(set(items)) and not set(items) & set(split.user_items("train")[2].tolist())
-    assert main(["recommend", str(run), "--items", "3,5"]) == (0 if method == "multvae" else 2)
-    if method == "multvae":  # Mult-VAE folds a new user's items into its encoder
+    assert main(["recommend", str(run), "--items", "3,5"]) == (2 if method == "lightgcn-bpr" else 0)
+    if method != "lightgcn-bpr":  # Mult-VAE folds a new user's items into its encoder; popularity needs nothing
         assert not {3, 5} & set(printed_items(capsys.readouterr().out))
     else:
         one_line_error(capsys, "cannot recommend for a new user")
@@ -172,15 +183,29 @@ def test_items_option_is_refused_for_runs_without_it(data, tmp_path, capsys):
     assert main(["recommend", str(run), "--user", "1", "-k", "2"]) == 0  # --user still works
 
 
-def test_benchmark_of_the_three_writes_table_and_figure(data, tmp_path, capsys):
+def test_benchmark_with_the_controls_writes_intervals_curves_table_and_figure(data, tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["benchmark", "--methods", "multvae,lightgcn-bpr,cllm4rec", "--out", str(out), *data, *TINY,
-                 *BASELINES]) == 0
+    methods = ("multvae", "lightgcn-bpr", "popularity-holdout", "cllm4rec", "cllm4rec-no-llm")
+    assert main(["benchmark", "--methods", ",".join(methods), "--out", str(out), *data, *TINY, *BASELINES]) == 0
     table = (out / "table.md").read_text()
-    for method in ("multvae", "lightgcn-bpr", "cllm4rec"):
-        assert f"| {method} |" in table
-    assert "Recall@20" in table and "Recall@40" in table and "NDCG@100" in table
-    assert (out / "ranking_metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((out / "results.json").read_text())
+    for method in methods:
+        assert f"| {method} |" in table
+        test = results[method]["test"]
+        # every cell shows the value and its 95% interval over users
+        assert f"{test['recall@20']:.4f} ({test['recall@20_lo']:.4f}-{test['recall@20_hi']:.4f})" in table
+    assert "Recall@20" in table and "Recall@40" in table and "NDCG@100" in table and "_lo" not in table
+    assert (out / "ranking_metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     users = {m: r["test"]["users"] for m, r in results.items()}
     assert len(set(users.values())) == 1 and users["cllm4rec"] > 0  # one protocol, the same users
+    # the control: the same fine-tuning without the LLM and without pre-training
+    assert set(results["cllm4rec"]["stages"]) == {"pretrain-content", "pretrain-alternate", "finetune"}
+    assert set(results["cllm4rec-no-llm"]["stages"]) == {"finetune"}
+    for method in ("cllm4rec", "cllm4rec-no-llm"):
+        curve = results[method]["curve"]
+        assert curve[0]["step"] == 0 and curve[0]["samples"] == 0  # the untrained fine-tuning state first
+        assert [c["step"] for c in curve] == sorted({c["step"] for c in curve})
+        assert all(b["train_seconds"] >= a["train_seconds"] for a, b in zip(curve, curve[1:]))
+        assert curve[-1]["samples"] == results[method]["stages"]["finetune"]["history"][-1]["samples"]
+    assert results["cllm4rec"]["curve"][0]["pretrain_documents"] > 0 == results["cllm4rec-no-llm"]["curve"][0][
+        "pretrain_documents"]

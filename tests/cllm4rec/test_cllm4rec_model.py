@@ -56,8 +56,10 @@ def test_embeddings_route_to_the_side_tables_and_vocabulary(tiny):
     assert not any(p.requires_grad for p in model.backbone.parameters())
 
 
-def test_collab_lm_softmax_is_only_over_items(tiny):
+@pytest.mark.parametrize("head", ["dot", "normalized"])
+def test_collab_lm_softmax_is_only_over_items(tiny, head):
     model, vocab, tok = tiny
+    model.item_head = head
     model.set_trainable(True, False)
     ids = torch.tensor([vocab.encode("<user_1> has interacted with") + vocab.item_ids([3, 7, 2])])
     p = len(vocab.encode("<user_1> has interacted with"))
@@ -67,7 +69,11 @@ def test_collab_lm_softmax_is_only_over_items(tiny):
     loss = lm_loss(model, ids, mask, labels, "collab", lambda_reg=0.0)
     # reference: the backbone run on the same embeddings, softmax over the item table (item 0 excluded)
     h = model.backbone(inputs_embeds=model.embed(ids, "collab"), output_hidden_states=True).hidden_states[-1][0]
-    logits = h[p - 1:p + 2] @ model.collab.item.weight[1:].T
+    hp = h[p - 1:p + 2]
+    if head == "normalized":  # the hidden state at unit norm: |logit| <= |item row|
+        hp = hp / hp.norm(dim=-1, keepdim=True)
+        assert (model.item_logits(h).abs()[:, 1:] <= model.collab.item.weight[1:].norm(dim=-1) + 1e-5).all()
+    logits = hp @ model.collab.item.weight[1:].T
     ref = F.cross_entropy(logits, torch.tensor([3, 7, 2]) - 1)
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
     assert model.item_logits(h, "collab").shape[-1] == N_ITEMS

@@ -11,8 +11,9 @@ import torch
 
 from llmrec.data.build import make_dataset
 from llmrec.data.holdout import (HoldoutSplit, cut_points, evaluate_scores, exclusion_mask, get_holdout_split,
-                                 holdout_split, k_core, ranking_metrics, top_items)
+                                 holdout_split, k_core, per_user_metrics, ranking_metrics, top_items)
 from llmrec.errors import LlmrecError
+from llmrec.metrics import mean_interval
 
 from planted_data import planted_dataset
 
@@ -112,6 +113,29 @@ def test_metrics_skip_users_without_heldout_items_and_match_brute_force():
     dcg1 = 1 / np.log2(3)
     idcg1 = 1 + 1 / np.log2(3)
     assert m["ndcg@100"] == pytest.approx((dcg1 / idcg1 + 1 / np.log2(5)) / 2)
+
+
+def test_intervals_are_user_bootstraps_of_the_per_user_values():
+    rng = np.random.default_rng(0)
+    n_items = 300
+    topk = [rng.permutation(np.arange(1, n_items))[:100] for _ in range(400)]
+    relevant = [set(rng.choice(np.arange(1, n_items), rng.integers(0, 8), replace=False).tolist()) for _ in topk]
+    m = ranking_metrics(topk, relevant, intervals=True)
+    plain = ranking_metrics(topk, relevant)
+    assert {k: m[k] for k in plain} == plain  # the intervals only add keys
+    per_user = per_user_metrics(topk, relevant)
+    assert len(per_user["recall@20"]) == m["users"] == sum(1 for r in relevant if r)
+    for name in ("recall@20", "recall@40", "ndcg@100"):
+        assert per_user[name].mean() == pytest.approx(m[name])
+        assert (m[f"{name}_lo"], m[f"{name}_hi"]) == mean_interval(per_user[name])
+        assert m[f"{name}_lo"] < m[name] < m[f"{name}_hi"]
+        # about two standard errors of a mean over these users each side
+        se = per_user[name].std() / np.sqrt(len(per_user[name]))
+        assert m[f"{name}_hi"] - m[f"{name}_lo"] == pytest.approx(2 * 1.96 * se, rel=0.15)
+    # evaluate_scores passes the option through
+    s = holdout_split(planted_dataset())
+    e = evaluate_scores(s, "test", lambda u: torch.rand(len(u), s.n_items), intervals=True)
+    assert e["recall@20_lo"] <= e["recall@20"] <= e["recall@20_hi"]
 
 
 def test_train_items_are_excluded_from_rankings():

@@ -158,6 +158,7 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
         if config.patience is not None and bad >= config.patience:
             break  # a resumed run that had already stopped
         model.train()
+        t0 = time.perf_counter()
         order = gen.permutation(users)
         total = kl_total = 0.0
         for start in range(0, len(order), config.batch_size):
@@ -170,8 +171,11 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
             updates += 1
             total += loss.item() * len(batch)
             kl_total += kl.item() * len(batch)
+        # learning-curve axes: users seen and training seconds so far (validation excluded, resumes included)
+        seconds = (history[-1]["train_seconds"] if history else 0.0) + time.perf_counter() - t0
         valid = evaluate_scores(split, "valid", score, config.eval_batch_size)
-        history.append({"epoch": epoch, "loss": total / len(order), "kl": kl_total / len(order), "beta": beta,
+        history.append({"epoch": epoch, "samples": epoch * len(users), "train_seconds": round(seconds, 3),
+                        "loss": total / len(order), "kl": kl_total / len(order), "beta": beta,
                         **{f"valid_{k}": v for k, v in valid.items()}})
         if valid["ndcg@100"] > best:
             best, best_epoch, bad = valid["ndcg@100"], epoch, 0
@@ -188,7 +192,7 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    test = evaluate_scores(split, "test", score, config.eval_batch_size)
+    test = evaluate_scores(split, "test", score, config.eval_batch_size, intervals=True)
     best_valid = {k[len("valid_"):]: v for k, v in history[best_epoch - 1].items() if k.startswith("valid_")}
     return MultVAEResult(model=model, best_epoch=best_epoch, best_valid=best_valid, test=test, history=history,
                          seconds=time.perf_counter() - started,

@@ -10,6 +10,8 @@ Evaluation (`ranking_metrics`): score every item, exclude the user's train items
 rest; Recall@k = |top-k ∩ held-out| / min(k, |held-out|), NDCG@k with binary gains. Users with no held-out items
 in the part are skipped, so a metric is never NaN while at least one user has held-out items. As in the official
 CLLM4Rec code, valid items are not excluded when ranking for the test part (the input is the train items).
+With `intervals=True` every metric also gets a 95% bootstrap interval over the users (`recall@20_lo`,
+`recall@20_hi`, ...), the interval of a mean of one value per user.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import torch
 from llmrec.data.splits import cached_split, split_config
 from llmrec.data.types import Dataset
 from llmrec.errors import LlmrecError
-from llmrec.metrics import ndcg_at_k_multi, recall_at_k
+from llmrec.metrics import mean_interval, ndcg_at_k_multi, recall_at_k
 from llmrec.paths import atomic_dir
 
 HOLDOUT_VERSION = 1
@@ -225,9 +227,20 @@ def top_items(scores: torch.Tensor, exclude: torch.Tensor, k: int) -> torch.Tens
     return scores.topk(min(k, scores.shape[1]), dim=1).indices
 
 
-def ranking_metrics(topk, relevant) -> dict[str, float]:
+def per_user_metrics(topk, relevant) -> dict[str, np.ndarray]:
+    """Recall@20, Recall@40, NDCG@100 of each user with held-out items (users without any are left out)."""
+    pairs = [(list(map(int, t)), set(map(int, r))) for t, r in zip(topk, relevant) if len(r)]
+    out = {}
+    for kind, k in METRIC_KS:
+        fn = recall_at_k if kind == "recall" else ndcg_at_k_multi
+        out[f"{kind}@{k}"] = np.array([fn([t], [r], k) for t, r in pairs], dtype=np.float64)
+    return out
+
+
+def ranking_metrics(topk, relevant, intervals: bool = False) -> dict[str, float]:
     """Recall@20, Recall@40, NDCG@100 (and their sum) of ranked lists against held-out sets; users without
-    held-out items are skipped (`users` counts the others)."""
+    held-out items are skipped (`users` counts the others). `intervals`: also each metric's 95% bootstrap
+    interval over users, as `<metric>_lo` and `<metric>_hi`."""
     topk = [list(map(int, t)) for t in topk]
     relevant = [set(map(int, r)) for r in relevant]
     out = {}
@@ -236,13 +249,18 @@ def ranking_metrics(topk, relevant) -> dict[str, float]:
         out[f"{kind}@{k}"] = fn(topk, relevant, k)
     out[SELECTION] = sum(out[f"{kind}@{k}"] for kind, k in METRIC_KS)
     out["users"] = float(sum(1 for r in relevant if r))
+    if intervals:
+        for name, values in per_user_metrics(topk, relevant).items():
+            out[f"{name}_lo"], out[f"{name}_hi"] = mean_interval(values)
     return out
 
 
 def evaluate_scores(split: HoldoutSplit, part: str, score_users: Callable[[np.ndarray], torch.Tensor],
-                    batch_size: int = 256, k: int = 100, users: np.ndarray | None = None) -> dict[str, float]:
+                    batch_size: int = 256, k: int = 100, users: np.ndarray | None = None,
+                    intervals: bool = False) -> dict[str, float]:
     """`ranking_metrics` of a scorer on `part`: score_users(user ids [B]) -> scores [B, n_items]; train items are
-    excluded. `users` restricts the evaluated users (default: every user with items in `part`)."""
+    excluded. `users` restricts the evaluated users (default: every user with items in `part`); `intervals` adds
+    the bootstrap intervals over users."""
     if part not in ("valid", "test"):
         raise LlmrecError(f"evaluate on 'valid' or 'test', not {part!r}")
     users = split.eval_users(part) if users is None else np.asarray(users, dtype=np.int64)
@@ -255,7 +273,7 @@ def evaluate_scores(split: HoldoutSplit, part: str, score_users: Callable[[np.nd
             batch = users[start:start + batch_size]
             scores = score_users(batch)
             tops.append(top_items(scores, exclusion_mask([train[u] for u in batch], split.n_items), k).cpu())
-    return ranking_metrics(torch.cat(tops).numpy(), [held[u] for u in users])
+    return ranking_metrics(torch.cat(tops).numpy(), [held[u] for u in users], intervals)
 
 
 def popularity_scores(split: HoldoutSplit) -> torch.Tensor:

@@ -1,9 +1,11 @@
-"""`llmrec train multvae | lightgcn-bpr`: the collaborative baselines of CLLM4Rec on a per-user holdout split.
+"""`llmrec train multvae | lightgcn-bpr | popularity-holdout`: the baselines of CLLM4Rec on a per-user holdout split.
 
-Both are scored by the same full-ranking protocol as CLLM4Rec (`llmrec.data.holdout.evaluate_scores`: every item
-scored, the user's train items excluded, Recall@20, Recall@40, NDCG@100 over every user with held-out items).
-The run directory gets `model.safetensors` (the selected weights), `model.json` (what rebuilds the model) and
-`history.json`; `checkpoint.safetensors` is written while training, so a killed run resumes where it was.
+All are scored by the same full-ranking protocol as CLLM4Rec (`llmrec.data.holdout.evaluate_scores`: every item
+scored, the user's train items excluded, Recall@20, Recall@40, NDCG@100 over every user with held-out items, the
+test metrics with their 95% bootstrap intervals over users). `popularity-holdout` ranks the unseen items by train
+interaction count (nothing to train). The run directory gets `model.safetensors` (the selected weights),
+`model.json` (what rebuilds the model) and `history.json` (one row per epoch with the samples and training seconds
+so far: a learning curve); `checkpoint.safetensors` is written while training, so a killed run resumes where it was.
 
     llmrec train multvae --config configs/multvae-ml100k.yaml
     llmrec recommend runs/multvae-ml-100k --user 5            # or --items 12,45,77 (Mult-VAE folds a new user in)
@@ -15,8 +17,11 @@ import dataclasses
 import numpy as np
 import torch
 
-from llmrec.data.holdout import HoldoutSplit, evaluate_scores, exclusion_mask
+from llmrec.data.holdout import METRIC_KS, HoldoutSplit, evaluate_scores, exclusion_mask
 from llmrec.errors import LlmrecError
+
+POPULARITY = "popularity-holdout"
+"""The popularity baseline's method name (its ranking rule is the one every model here is evaluated by)."""
 
 
 def _config(cls, section: dict, where: str):
@@ -26,7 +31,8 @@ def _config(cls, section: dict, where: str):
 
 
 def train(cfg, split: HoldoutSplit, run) -> dict:
-    """Train the method of `cfg` (multvae or lightgcn-bpr); metrics["test"] = test metrics of the best weights."""
+    """Train the method of `cfg` (multvae, lightgcn-bpr or popularity-holdout); metrics["test"] = test metrics of the
+    best weights, metrics["curve"] = valid metrics against samples and training seconds."""
     if cfg.method == "multvae":
         from llmrec.collab.multvae import MultVAEConfig, train_multvae
 
@@ -39,14 +45,27 @@ def train(cfg, split: HoldoutSplit, run) -> dict:
         config = _config(BPRConfig, cfg.bpr, "bpr")
         result = train_lightgcn_bpr(split, config, checkpoint=run.file("checkpoint.safetensors"))
         extra = {}
+    elif cfg.method == POPULARITY:
+        from llmrec.methods.cllm4rec.baselines import popularity_baseline
+
+        config, result, extra = None, popularity_baseline(split), {}
     else:
-        raise LlmrecError(f"holdout_recipe: no baseline called {cfg.method!r} (multvae, lightgcn-bpr)")
+        raise LlmrecError(f"holdout_recipe: no baseline called {cfg.method!r} (multvae, lightgcn-bpr, {POPULARITY})")
     run.save_tensors("model.safetensors", result.model.state_dict())
-    run.save_json("model.json", {"method": cfg.method, "config": dataclasses.asdict(config)})
+    run.save_json("model.json", {"method": cfg.method, "config": dataclasses.asdict(config) if config else {}})
     run.save_json("history.json", result.history)
     run.log(f"{cfg.method}: best epoch {result.best_epoch}, valid {result.best_valid}, test {result.test}")
     return {"valid": result.best_valid, "test": result.test, "best_epoch": result.best_epoch,
-            "epochs": len(result.history), "train_seconds": round(result.seconds, 1), **extra}
+            "epochs": len(result.history), "train_seconds": round(result.seconds, 1),
+            "curve": learning_curve(result.history), "threads": torch.get_num_threads(), **extra}
+
+
+def learning_curve(history: list[dict]) -> list[dict]:
+    """One row per validated epoch: samples and training seconds so far, valid Recall@20, Recall@40, NDCG@100
+    (the same columns as CLLM4Rec's metrics["curve"])."""
+    keys = [f"{kind}@{k}" for kind, k in METRIC_KS]
+    return [{"epoch": h["epoch"], "samples": h["samples"], "train_seconds": h["train_seconds"],
+             **{k: h[f"valid_{k}"] for k in keys}} for h in history if f"valid_{keys[0]}" in h]
 
 
 class HoldoutRecommender:
@@ -66,6 +85,8 @@ class HoldoutRecommender:
             if self.method == "multvae":
                 from llmrec.collab.multvae import dense_rows
                 return self.model.scores(dense_rows(self._train_matrix, users))
+            if self.method == POPULARITY:
+                return self.model.scores(len(users))
             if self._embeddings is None:
                 self._embeddings = self.model.propagate()
             u, i = self._embeddings
@@ -106,8 +127,11 @@ class HoldoutRecommender:
         return self._top(self.score_users(np.array([user]))[0], self.train_items[user], k, candidates)
 
     def recommend_for_items(self, items, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
-        """Mult-VAE only: top-k for a new user from the items they interacted with (folded into the encoder, no
-        retraining); LightGCN has no embedding for a user outside its graph."""
+        """Mult-VAE: top-k for a new user from the items they interacted with (folded into the encoder, no
+        retraining); popularity: the most popular other items; LightGCN has no embedding for a user outside its
+        graph."""
+        if self.method == POPULARITY:
+            return self._top(self.model.scores(1)[0], self._items(items, "items"), k, candidates)
         if self.method != "multvae":
             raise LlmrecError(f"{self.method} runs cannot recommend for a new user's items (no user outside the "
                               "training graph has an embedding); use --user, or a cllm4rec / multvae run")
@@ -119,8 +143,8 @@ class HoldoutRecommender:
         return self._top(self.model.scores(x)[0], items, k, candidates)
 
     def evaluate(self, part: str = "test") -> dict:
-        """Full-ranking Recall@20, Recall@40, NDCG@100 on `part` (train items excluded)."""
-        return evaluate_scores(self.split, part, self.score_users)
+        """Full-ranking Recall@20, Recall@40, NDCG@100 on `part` (train items excluded), with their intervals."""
+        return evaluate_scores(self.split, part, self.score_users, intervals=True)
 
 
 def load_recommender(run, split: HoldoutSplit) -> HoldoutRecommender:
@@ -135,6 +159,9 @@ def load_recommender(run, split: HoldoutSplit) -> HoldoutRecommender:
         c = desc["config"]
         model = LightGCN(split.n_users, split.n_items, LightGCNConfig(dim=c["dim"], layers=c["layers"],
                                                                       init_std=c["init_std"]))
+    elif method == POPULARITY:
+        from llmrec.methods.cllm4rec.baselines import Popularity
+        model = Popularity(torch.zeros(split.n_items))
     else:
         raise LlmrecError(f"{run.path}/model.json: unknown method {method!r}")
     try:

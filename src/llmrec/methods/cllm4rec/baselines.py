@@ -119,6 +119,7 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
         if config.patience is not None and bad >= config.patience:
             break  # a resumed run that had already stopped
         model.train()
+        t0 = time.perf_counter()
         order = rng.permutation(len(pairs_u))
         neg_all = sample_negatives(pairs_u[order], train_items, split.n_items, rng)
         total = 0.0
@@ -136,7 +137,10 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
             loss.backward()
             optimizer.step()
             total += loss.item() * len(rows)
-        record = {"epoch": epoch, "loss": total / len(order)}
+        # learning-curve axes: train pairs seen and training seconds so far (validation excluded, resumes included)
+        seconds = (history[-1]["train_seconds"] if history else 0.0) + time.perf_counter() - t0
+        record = {"epoch": epoch, "samples": epoch * len(order), "train_seconds": round(seconds, 3),
+                  "loss": total / len(order)}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             model.eval()
             final.clear()
@@ -159,15 +163,30 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
     model.load_state_dict(best_state)
     model.eval()
     final.clear()
-    test = evaluate_scores(split, "test", score, config.eval_batch_size)
+    test = evaluate_scores(split, "test", score, config.eval_batch_size, intervals=True)
     best_valid = {k[len("valid_"):]: v for k, v in history[best_epoch - 1].items() if k.startswith("valid_")}
     return BaselineResult(name="lightgcn-bpr", best_epoch=best_epoch, best_valid=best_valid, test=test,
                           history=history, seconds=time.perf_counter() - started, model=model)
 
 
+class Popularity(torch.nn.Module):
+    """Scores every item by its train interaction count, ties broken toward the lower item id (so the ranking
+    does not depend on how topk orders equal scores); the counts are a buffer, saved and reloaded like a model."""
+
+    def __init__(self, counts: torch.Tensor):
+        super().__init__()
+        self.register_buffer("counts", torch.as_tensor(counts, dtype=torch.float32))
+
+    def scores(self, n_users: int) -> torch.Tensor:
+        n = len(self.counts)
+        tie_break = torch.arange(n, dtype=torch.float64, device=self.counts.device) / n  # < 1: counts keep order
+        return (self.counts.double() - tie_break).float().repeat(n_users, 1)
+
+
 def popularity_baseline(split: HoldoutSplit) -> BaselineResult:
-    """Every user gets the unseen items in order of train popularity."""
-    pop = popularity_scores(split)
-    score = lambda users: pop.repeat(len(users), 1)  # noqa: E731
+    """Every user gets the unseen items in order of train popularity (train items excluded, as for every model
+    on the split); the test metrics carry their bootstrap intervals."""
+    model = Popularity(popularity_scores(split))
+    score = lambda users: model.scores(len(users))  # noqa: E731
     return BaselineResult(name="popularity", best_epoch=0, best_valid=evaluate_scores(split, "valid", score),
-                          test=evaluate_scores(split, "test", score))
+                          test=evaluate_scores(split, "test", score, intervals=True), model=model)

@@ -4,10 +4,15 @@ The backbone is never resized. Input ids >= V (its vocabulary) are ID tokens (se
 up in the tables of the side being run: `collab` (the collaborative LM and the recommender) or `content` (the
 content LM); the sequence goes in as `inputs_embeds`. Heads:
 - collaborative LM and recommender: logits over items only, the hidden state times the side's item table (tied,
-  as in the official code); item id 0 (padding) gets -inf;
+  as in the official code), the hidden state first scaled to unit norm with `item_head="normalized"` (ours: the
+  logits are then bounded by the item rows' norms, so large learning rates stay stable); item id 0 (padding)
+  gets -inf;
 - content LM: the backbone's own vocabulary head.
 Mutual regulariser: for the ID tokens of a batch, the squared distance between this side's embedding and the
 other side's, which is detached (held fixed), so only this side moves.
+Encoder: `encoder="llm"` (CLLM4Rec) runs the backbone; `encoder="mean"` (a control without the LLM) gives every
+position the running mean of the ID-token rows up to it (`last_hidden`: the mean of the prompt's user and item
+rows), with the same tables and heads.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import torch
 from torch import nn
 
 from llmrec.errors import LlmrecError
+from llmrec.methods.cllm4rec.config import ENCODERS, ITEM_HEADS
 
 SIDES = ("collab", "content")
 
@@ -34,9 +40,14 @@ class IdEmbeddings(nn.Module):
 class CLLM4RecModel(nn.Module):
     """Backbone (frozen unless LoRA adapters were injected) + collaborative and content ID-token tables."""
 
-    def __init__(self, backbone, n_users: int, n_items: int, init_std: float | None = None, seed: int = 0):
+    def __init__(self, backbone, n_users: int, n_items: int, init_std: float | None = None, seed: int = 0,
+                 item_head: str = "normalized", encoder: str = "llm"):
         super().__init__()
+        if item_head not in ITEM_HEADS or encoder not in ENCODERS:
+            raise LlmrecError(f"CLLM4RecModel: item_head must be one of {ITEM_HEADS} and encoder one of {ENCODERS} "
+                              f"(got {item_head!r}, {encoder!r})")
         self.backbone = backbone
+        self.item_head, self.encoder = item_head, encoder
         self.n_users, self.n_items = int(n_users), int(n_items)
         self.vocab_size = backbone.get_input_embeddings().num_embeddings
         dim = backbone.get_input_embeddings().embedding_dim
@@ -83,13 +94,25 @@ class CLLM4RecModel(nn.Module):
     def hidden(self, ids: torch.Tensor, attention_mask: torch.Tensor, side: str,
                user_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """Last-layer hidden states [B, T, d] (right-padded rows; positions count from 0 in every row)."""
+        if self.encoder == "mean":
+            return self._running_id_mean(ids, attention_mask, side, user_vectors)
         decoder = self.backbone.get_decoder()
         out = decoder(inputs_embeds=self.embed(ids, side, user_vectors), attention_mask=attention_mask,
                       use_cache=False)
         return out.last_hidden_state
 
+    def _running_id_mean(self, ids, attention_mask, side, user_vectors):
+        """[B, T, d]: at each position, the mean of the ID-token embeddings (users and items) up to it (zero before
+        the first one); padding positions are not ID tokens."""
+        e = self.embed(ids, side, user_vectors)
+        is_id = ((ids >= self.vocab_size) & attention_mask.bool()).to(e.dtype)[..., None]
+        total = (e * is_id).cumsum(1)
+        return total / is_id.cumsum(1).clamp(min=1)
+
     def item_logits(self, hidden: torch.Tensor, side: str = "collab") -> torch.Tensor:
         """[..., d] -> [..., n_items] scores against the side's item table (tied head); padding id 0 at -inf."""
+        if self.item_head == "normalized":
+            hidden = torch.nn.functional.normalize(hidden, dim=-1)
         logits = hidden @ self.table(side).item.weight.T
         pad = torch.zeros(self.n_items, dtype=torch.bool, device=logits.device)
         pad[0] = True

@@ -14,7 +14,11 @@ same arguments resumes inside the stage it was in, and finished stages are only 
    LM's tables with the other's held fixed by the mutual regulariser;
 3. `finetune/`: the recommender on the collaborative side (content tables fixed), selected on validation
    Recall@20 + Recall@40 + NDCG@100 with early stopping;
-then the test part is ranked with the selected weights. Optimiser: AdamW without weight decay (the official Adam)
+then the test part is ranked with the selected weights (every test user, each metric with its 95% bootstrap
+interval over users). metrics["curve"] is the learning curve: one row per validation (the untrained fine-tuning
+state first) with the fine-tuning samples (users) and pre-training documents consumed so far, the training
+seconds so far (pre-training + fine-tuning steps, evaluation excluded; x `threads` for CPU-seconds) and the
+valid metrics. Optimiser: AdamW without weight decay (the official Adam)
 and without warm-up; each stage's learning rate decays by cosine to 0 (the loop's schedule; the official code
 keeps it constant). The run directory ends with config.json, model.safetensors (both tables, LoRA adapters if
 any), train.parquet + items.parquet (what inference needs) and metrics.json, written last.
@@ -30,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llmrec.data.holdout import SELECTION, HoldoutSplit, ranking_metrics
+from llmrec.data.holdout import METRIC_KS, SELECTION, HoldoutSplit, ranking_metrics
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.train import TrainConfig, fit, predict_rows
@@ -71,7 +75,8 @@ def build_model(config: CLLM4RecConfig, n_users: int, n_items: int, device=None)
     if config.lora:
         torch.manual_seed(config.seed)
         inject_lora(backbone, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
-    model = CLLM4RecModel(backbone, n_users, n_items, config.init_std, seed=config.seed)
+    model = CLLM4RecModel(backbone, n_users, n_items, config.init_std, seed=config.seed, item_head=config.item_head,
+                          encoder=config.encoder)
     return model, IdVocab(tokenizer, model.vocab_size, n_users, n_items), tokenizer
 
 
@@ -125,16 +130,18 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
     collab = collaborative_documents(split, vocab, config.max_doc_items, config.seed)
     for name, docs, epochs, sides in (("pretrain-content", content, config.content_epochs, (False, True)),
                                       ("pretrain-alternate", collab + content, config.alternate_epochs, (True, True))):
-        if not epochs or not docs:
+        if not epochs or not docs or config.encoder == "mean":  # the no-LLM control has no LM to pre-train
             continue
         batches = document_batches(docs, config.pretrain_batch_size, config.seed)
         model.set_trainable(*sides)
-        task = PretrainTask(model, vocab, docs, batches, config.lambda_reg, pad_id)
+        task = PretrainTask(model, vocab, docs, batches, config.lambda_reg, pad_id, config.reg_reduction)
         result = fit(task, len(batches), None, None,
                      _stage_config(config, config.pretrain_lr, epochs, 1, patience=None, eval_every=10 ** 9,
                                    checkpoint_every=PRETRAIN_CHECKPOINT_EVERY),
                      out_dir / name, accelerator=acc)
-        stages[name] = {"steps": result.steps, "documents": len(docs), "train_seconds": round(result.train_seconds, 1),
+        stages[name] = {"steps": result.steps, "documents": len(docs), "batches": result.samples_seen,
+                        "documents_seen": round(result.samples_seen / len(batches) * len(docs)),
+                        "train_seconds": round(result.train_seconds, 1),
                         "tokens_per_second": result.tokens_per_second,
                         "last_loss": result.train_log[-1]["loss"] if result.train_log else None}
 
@@ -152,7 +159,7 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
     draws = math.ceil(config.finetune_epochs)
     rec_task = RecommendTask(model, vocab, users, train_items, config.heldout_ratio, config.finetune_target,
                              config.max_prompt_items, config.lambda_reg if config.finetune_reg else 0.0, pad_id,
-                             seed=config.seed, draws=draws)
+                             seed=config.seed, draws=draws, reg_reduction=config.reg_reduction)
     k = min(TOP_K, model.n_items)
     valid_task = RankTask(model, vocab, valid_users, train_items, k, config.max_prompt_items, pad_id, config.seed)
 
@@ -161,7 +168,7 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
 
     result = fit(rec_task, rec_task.n_rows, valid_task.n_rows, evaluate,
                  _stage_config(config, config.finetune_lr, config.finetune_epochs / draws, config.finetune_batch_size,
-                               eval_every=config.eval_every, patience=config.patience,
+                               eval_every=config.eval_every, patience=config.patience, eval_at_start=True,
                                eval_batch_size=config.eval_users_per_batch * k),
                  out_dir / "finetune", selection_metric=SELECTION, eval_task=valid_task, accelerator=acc)
     stages["finetune"] = {"steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early,
@@ -172,13 +179,26 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
     test_users = split.eval_users("test")
     held_test = split.user_items("test")
     test = ranking_metrics(rank_users(model, vocab, test_users, train_items, config, pad_id, acc),
-                           [held_test[u] for u in test_users])
+                           [held_test[u] for u in test_users], intervals=True)
     metrics = {"valid": result.best_metrics, "valid_users": int(len(valid_users)), "test": test, "stages": stages,
+               "curve": learning_curve(stages, result.history), "threads": torch.get_num_threads(),
                "seconds": round(time.perf_counter() - started, 1)}
     if acc.is_main_process:
         _save(out_dir, model, split, metrics)
     acc.wait_for_everyone()
     return metrics
+
+
+def learning_curve(stages: dict, history: list[dict]) -> list[dict]:
+    """One row per fine-tuning validation: samples and training seconds so far (pre-training included), valid
+    Recall@20, Recall@40, NDCG@100."""
+    pre = [v for name, v in stages.items() if name.startswith("pretrain")]
+    pre_docs = sum(v["documents_seen"] for v in pre)
+    pre_seconds = sum(v["train_seconds"] for v in pre)
+    keys = [f"{kind}@{k}" for kind, k in METRIC_KS]
+    return [{"step": row["step"], "samples": row["samples"], "pretrain_documents": pre_docs,
+             "train_seconds": round(pre_seconds + row["train_seconds"], 1), **{k: row[k] for k in keys}}
+            for row in history]
 
 
 def _identity(config: CLLM4RecConfig, split: HoldoutSplit) -> dict:

@@ -138,7 +138,8 @@ class CLLM4Rec:
         return self._top(self._scores([prompt], vec[None])[0], items, k, candidates)
 
     def evaluate(self, part: str = "test") -> dict:
-        """Full-ranking Recall@20, Recall@40, NDCG@100 on every user with items in `part` of the run's split."""
+        """Full-ranking Recall@20, Recall@40, NDCG@100 on every user with items in `part` of the run's split, each
+        with its bootstrap interval over users."""
         from llmrec.methods.cllm4rec.recipe import rank_users
 
         if self.split is None:
@@ -150,4 +151,4 @@ class CLLM4Rec:
             raise LlmrecError(f"{self.split.name}: no user has {part} items to evaluate")
         held = self.split.user_items(part)
         top = rank_users(self.model, self.vocab, users, self.train_items, self.config, self.pad_id)
-        return ranking_metrics(top, [held[u] for u in users])
+        return ranking_metrics(top, [held[u] for u in users], intervals=True)

@@ -6,9 +6,9 @@
   Several rows in one call give the mean of their losses, so one process with batch_size P equals P processes
   with batch_size 1 (DDP averages the gradients the same way).
 - `RecommendTask`: a row is a (user, draw) pair: row r is user r % U in draw r // U (U users, `draws` of each).
-  The draw seeds which random `heldout_ratio` of the user's train items leaves the prompt and becomes the target
-  of the multinomial likelihood (or all train items are, with target "all"), plus the mutual regulariser toward
-  the fixed content tables. Deriving the randomness from the row (not a global RNG) is `fit`'s contract: the
+  The draw seeds which random `heldout_ratio` of the user's train items leaves the prompt; the multinomial
+  likelihood is over all the user's train items (target "all", the official code) or over the held-out ones only
+  (target "heldout"), plus (optionally) the mutual regulariser toward the fixed content tables. Deriving the randomness from the row (not a global RNG) is `fit`'s contract: the
   batches are then identical on any number of processes, in DataLoader workers and after a resume.
 - `RankTask`: evaluation through `fit`'s one-score-per-row protocol: row r is position r % k of user r // k's
   top-k list, and its "score" is the item id ranked there (exact in float32 up to 2^24 items). The prompt lists
@@ -22,11 +22,19 @@ import torch.nn.functional as F
 
 from llmrec.data.holdout import exclusion_mask, top_items
 from llmrec.errors import LlmrecError
+from llmrec.methods.cllm4rec.config import FINETUNE_TARGETS, REG_REDUCTIONS
 from llmrec.methods.cllm4rec.documents import Document, recommendation_prompt, subset
 from llmrec.methods.cllm4rec.model import CLLM4RecModel
 from llmrec.methods.cllm4rec.tokens import IdVocab
 
 IGNORE = -100
+
+
+def reduce_reg(per_row: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The regulariser of a batch from its per-document values: "sum" (official) or "mean" over the documents."""
+    if reduction not in REG_REDUCTIONS:
+        raise LlmrecError(f"regulariser reduction must be one of {REG_REDUCTIONS}, got {reduction!r}")
+    return per_row.sum() if reduction == "sum" else per_row.mean()
 
 
 def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,9 +64,9 @@ class PretrainTask:
     """Collaborative / content LM losses with mutual regularisation; one row = one ready-made batch."""
 
     def __init__(self, model: CLLM4RecModel, vocab: IdVocab, docs: list[Document], batches: list[list[int]],
-                 lambda_reg: float, pad_id: int):
+                 lambda_reg: float, pad_id: int, reg_reduction: str = "sum"):
         self.model, self.vocab, self.docs, self.batches = model, vocab, docs, batches
-        self.lambda_reg, self.pad_id = lambda_reg, pad_id
+        self.lambda_reg, self.pad_id, self.reg_reduction = lambda_reg, pad_id, reg_reduction
 
     def trainable_module(self) -> torch.nn.Module:
         return self.model
@@ -82,16 +90,17 @@ class PretrainTask:
 
     def loss(self, batch: dict) -> torch.Tensor:
         losses = [lm_loss(self.model, p["ids"], p["mask"], p["labels"], "collab" if bool(p["collab"]) else "content",
-                          self.lambda_reg) for p in batch["parts"]]
+                          self.lambda_reg, self.reg_reduction) for p in batch["parts"]]
         return torch.stack(losses).mean()
 
     def predict(self, batch: dict) -> torch.Tensor:
         raise LlmrecError("PretrainTask has no evaluation scores")
 
 
-def lm_loss(model: CLLM4RecModel, ids, mask, labels, side: str, lambda_reg: float) -> torch.Tensor:
+def lm_loss(model: CLLM4RecModel, ids, mask, labels, side: str, lambda_reg: float,
+            reg_reduction: str = "sum") -> torch.Tensor:
     """Mean cross-entropy of the main tokens (over items for the collaborative side, over the vocabulary for the
-    content side) + lambda x the per-document mutual regulariser averaged over documents."""
+    content side) + lambda x the per-document mutual regulariser summed (or averaged) over the documents."""
     h = model.hidden(ids, mask, side)
     at = labels != IGNORE
     if side == "collab":
@@ -102,7 +111,7 @@ def lm_loss(model: CLLM4RecModel, ids, mask, labels, side: str, lambda_reg: floa
         target = labels[at]
     loss = F.cross_entropy(logits.float(), target)
     if lambda_reg:
-        loss = loss + lambda_reg * model.regulariser(ids, side).mean()
+        loss = loss + lambda_reg * reduce_reg(model.regulariser(ids, side), reg_reduction)
     return loss
 
 
@@ -111,9 +120,12 @@ class RecommendTask:
 
     def __init__(self, model: CLLM4RecModel, vocab: IdVocab, users: np.ndarray, train_items: list[np.ndarray],
                  heldout_ratio: float, target: str, max_prompt_items: int | None, lambda_reg: float, pad_id: int,
-                 seed: int = 0, draws: int = 1):
+                 seed: int = 0, draws: int = 1, reg_reduction: str = "sum"):
         if draws < 1:
             raise LlmrecError(f"RecommendTask: draws must be >= 1, got {draws}")
+        if target not in FINETUNE_TARGETS:
+            raise LlmrecError(f"RecommendTask: target must be one of {FINETUNE_TARGETS}, got {target!r}")
+        self.reg_reduction = reg_reduction
         self.model, self.vocab, self.users, self.train_items = model, vocab, np.asarray(users), train_items
         self.heldout_ratio, self.target, self.max_prompt_items = heldout_ratio, target, max_prompt_items
         self.lambda_reg, self.pad_id, self.seed, self.draws = lambda_reg, pad_id, seed, draws
@@ -133,7 +145,7 @@ class RecommendTask:
             user = int(self.users[slot])
             items = self.train_items[user]
             perm = items[np.random.default_rng([self.seed, 6, user, draw]).permutation(len(items))]
-            n_out = max(1, int(round(self.heldout_ratio * len(items))))
+            n_out = max(1, int(self.heldout_ratio * len(items)))  # floor, as the official code
             shown, held = perm[n_out:], perm[:n_out]
             if self.max_prompt_items is not None and len(shown) > self.max_prompt_items:
                 shown = shown[:self.max_prompt_items]  # already in random order
@@ -153,7 +165,7 @@ class RecommendTask:
         if self.lambda_reg:
             item_tokens = torch.where(batch["target_mask"].bool(), batch["targets"] + self.vocab.item_base, 0)
             both = torch.cat([batch["ids"], item_tokens], 1)
-            loss = loss + self.lambda_reg * m.regulariser(both, "collab").mean()
+            loss = loss + self.lambda_reg * reduce_reg(m.regulariser(both, "collab"), self.reg_reduction)
         return loss
 
     def predict(self, batch: dict) -> torch.Tensor:
