@@ -2,8 +2,9 @@
 
     python -m bench.curves OUT.png RUN[=LABEL] ... [--metric auc] [--stage stage2] [--line "BinMF=0.7243"]
 
-A RUN is a run directory (its `<stage>_train/checkpoint/log.jsonl`, written by llmrec.llm.train.fit at every
-evaluation: step, samples, train_seconds and the metrics) or a `log.jsonl` itself. `--stage` picks the stage folder
+A RUN is a run directory or a `log.jsonl`. From a run directory the points are its `metrics.json["curve"]` when it
+has one (ranking methods: CLLM4Rec, Mult-VAE, LC-Rec), else its `<stage>_train/checkpoint/log.jsonl`, written by
+llmrec.llm.train.fit at every evaluation (click methods: step, samples, train_seconds and the metrics). `--stage` picks the stage folder
 (default: the last one that has a log); `--line` draws a horizontal reference (a baseline's valid metric). Writes
 OUT.png and prints a markdown table of every point, so the README can carry both.
 """
@@ -18,6 +19,9 @@ from llmrec.report import markdown_table, plt, save_png
 
 def read_log(source: str, stage: str | None = None) -> list[dict]:
     path = Path(source)
+    metrics = path / "metrics.json"
+    if path.is_dir() and stage is None and metrics.is_file() and "curve" in json.loads(metrics.read_text()):
+        return json.loads(metrics.read_text())["curve"]
     if path.is_dir():
         logs = sorted(path.glob(f"{stage or '*'}_train/checkpoint/log.jsonl"))
         if not logs:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> str:
         ys = [r[args.metric] for r in log]
         by_samples.plot(xs, ys, marker="o", label=label)
         by_minutes.plot(mins, ys, marker="o", label=label)
-        rows += [{"run": label, "step": r["step"], "samples": r["samples"], "minutes": round(m, 1),
+        rows += [{"run": label, "step": r.get("step", r.get("epoch")), "samples": r["samples"], "minutes": round(m, 1),
                   args.metric: y} for r, m, y in zip(log, mins, ys)]
     for spec in args.line:
         label, _, value = spec.partition("=")

@@ -23,3 +23,13 @@ def test_curves_from_run_dirs_and_logs(tmp_path):
     assert "| mine | 20 | 320 | 2.0000 | 0.7000 |" in table
     with pytest.raises(SystemExit, match="no stage3_train"):
         curves.main([str(out), str(run), "--stage", "stage3"])
+
+
+def test_curves_prefer_a_runs_metrics_curve(tmp_path):
+    run = tmp_path / "cllm4rec"
+    run.mkdir()
+    curve = [{"step": 0, "samples": 0, "train_seconds": 0.0, "recall@20": 0.1},
+             {"step": 5, "samples": 80, "train_seconds": 30.0, "recall@20": 0.3}]
+    (run / "metrics.json").write_text(json.dumps({"test": {}, "curve": curve}))
+    table = curves.main([str(tmp_path / "c.png"), str(run), "--metric", "recall@20"])
+    assert "| cllm4rec | 5 | 80 | 0.5000 | 0.3000 |" in table
