@@ -22,8 +22,8 @@ def synthetic_index(n_items: int = 30, levels: int = 3, codebook: int = 4, seed:
 
 
 def spread_new_rows(model, token_ids: list[int], seed: int = 0) -> None:
-    """Seeded, well-spread embeddings for the added tokens: resizing gives them near-identical rows (mean of the
-    old ones, unseeded noise), whose near-tied logits would make beam-order comparisons hinge on float noise."""
+    """Seeded embeddings of std 0.5 for the added tokens, five times their init: widely spread logits, so that
+    beam-order comparisons never hinge on float noise between near-tied items."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         emb = model.get_input_embeddings().weight

@@ -1,14 +1,17 @@
-"""Index tokens: spelling, JSON round trip, atomic added tokens with grown embeddings."""
+"""Index tokens: spelling, JSON round trip, atomic added tokens with grown embeddings and distinct new rows."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from llmrec.errors import LlmrecError
-from llmrec.llm.backbones import load_backbone
+from llmrec.llm.backbones import load_backbone, tiny_backbone
 from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, code_token, index_token_ids, parse_token
+
+from lcrec_fixtures import synthetic_index
 
 
 def test_spelling_and_json_round_trip(tmp_path):
@@ -47,3 +50,35 @@ def test_added_tokens_are_atomic_and_embeddings_grow():
     table = index_token_ids(index, ids)
     assert table[3].tolist() == [ids["<a_1>"], ids["<b_6>"]]
     assert add_index_tokens(model, tok, index) == ids  # idempotent
+
+
+def _cosines(rows):
+    r = torch.nn.functional.normalize(rows.float(), dim=1)
+    c = r @ r.T
+    return c[~torch.eye(len(rows), dtype=torch.bool)]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_new_rows_are_distinct_on_the_input_and_the_output_side(tied):
+    model, tok = tiny_backbone(tie_word_embeddings=tied)
+    old_rows = model.get_input_embeddings().weight.detach().clone()
+    ids = sorted(add_index_tokens(model, tok, synthetic_index(), seed=3).values())
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    assert (head is emb) == tied
+    for w in (emb, head):
+        assert _cosines(w[ids].detach()).abs().max() < 0.7  # 12 random 64-d vectors: far from parallel
+        assert w[ids].std().item() == pytest.approx(model.config.initializer_range, rel=0.2)
+    assert torch.equal(emb[: old_rows.shape[0]], old_rows)  # the old rows are untouched
+    if not tied:  # the head's rows are drawn on their own
+        assert not torch.allclose(emb[ids], head[ids])
+    again, tok2 = tiny_backbone(tie_word_embeddings=tied)
+    add_index_tokens(again, tok2, synthetic_index(), seed=3)
+    assert torch.equal(again.get_input_embeddings().weight, emb)  # seeded: the same rows on a rebuild
+
+
+def test_mean_init_gives_identical_rows_and_a_bad_init_is_refused():
+    model, tok = tiny_backbone()
+    ids = sorted(add_index_tokens(model, tok, synthetic_index(), init="mean").values())
+    assert _cosines(model.get_input_embeddings().weight[ids].detach()).min() > 0.999
+    with pytest.raises(LlmrecError, match="new token init"):
+        add_index_tokens(*tiny_backbone(), synthetic_index(), init="zeros")

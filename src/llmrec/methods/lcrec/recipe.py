@@ -48,7 +48,7 @@ from llmrec.methods.lcrec.rqvae import RQVAEConfig, build_index, random_index
 from llmrec.methods.lcrec.tasks import (TASKS, SeqRecEvalTask, SFTTask, UserText, build_samples,
                                         seqrec_prompt)
 from llmrec.methods.lcrec.trie import IndexTrie
-from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
+from llmrec.methods.lcrec.vocab import NEW_ROW_INITS, ItemIndex, add_index_tokens, index_token_ids
 from llmrec.methods.sequence import lcrec_eval_rows
 
 INDEX_KINDS = ("learned", "random", "file")
@@ -88,6 +88,10 @@ class LCRecConfig:
                                                  "fusionseqrec": 1.0, "itemsearch": 1.0, "preferenceobtain": 1.0})
     """Task -> sampling ratio (1 all samples, 0.5 half, 2 twice with fresh templates, 0 none). itemsearch and
     preferenceobtain need `user_text` and are skipped with a message without it."""
+    new_token_init: str = "normal"
+    """Rows of the added index tokens: normal (distinct random rows, N(0, initializer_range^2): what the official
+    code got from its transformers) or mean (transformers' current default: all rows one vector, a measured
+    handicap kept for comparison)."""
     user_text: str | None = None
     """LC-Rec `<name>.user.json` (LLM-written preferences and intentions), keyed by raw ids; None: none."""
     max_history: int = 20
@@ -148,6 +152,8 @@ class LCRecConfig:
             bad("text_encoder", f"expected one of {', '.join(ENCODERS)}")
         if self.finetune not in FINETUNE:
             bad("finetune", f"expected one of {', '.join(FINETUNE)}")
+        if self.new_token_init not in NEW_ROW_INITS:
+            bad("new_token_init", f"expected one of {', '.join(NEW_ROW_INITS)}")
         if self.embeddings not in EMBEDDING_MODES:
             bad("embeddings", f"expected one of {', '.join(EMBEDDING_MODES)}")
         if not isinstance(self.tasks, dict) or any(t not in TASKS for t in self.tasks):
@@ -305,8 +311,8 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
 
     model, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, device=cfg.device)
     index, index_report = make_index(cfg, split, out_dir, backbone=(model, tok))
-    torch.manual_seed(cfg.seed)  # the new rows' random init must be the same on resume
-    token_ids = add_index_tokens(model, tok, index)
+    torch.manual_seed(cfg.seed)  # the new rows must be the same on resume (init="mean" draws from torch's RNG)
+    token_ids = add_index_tokens(model, tok, index, init=cfg.new_token_init, seed=cfg.seed)
     trie = IndexTrie(index_token_ids(index, token_ids), eos_token_id=tok.eos_token_id)
     save_new_rows(model, sorted(token_ids.values()), out_dir / "new_token_rows.safetensors")
     with atomic_dir(out_dir / "tokenizer") as tmp:

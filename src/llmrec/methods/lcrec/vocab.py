@@ -6,7 +6,8 @@ official JSON, keyed by our internal item id: `{"1": ["<a_12>", "<b_200>", "<c_7
 
 Only the tokens that occur are added to the tokenizer (about a thousand for four levels of 256), each as an
 added token: the tokenizer matches it before its BPE model runs, so it is never split and never merged with its
-neighbours. The model's embedding rows (and a separate output head's rows) grow to the new vocabulary size.
+neighbours. The model's embedding rows (and a separate output head's rows) grow to the new vocabulary size, each
+new row a distinct random vector (see `add_index_tokens`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_file
@@ -124,24 +126,55 @@ class ItemIndex:
         return cls.from_json(data, n_items, where=str(path))
 
 
-def add_index_tokens(model, tokenizer, index: ItemIndex) -> dict[str, int]:
+NEW_ROW_INITS = ("normal", "mean")
+
+
+def add_index_tokens(model, tokenizer, index: ItemIndex, *, init: str = "normal", seed: int = 0) -> dict[str, int]:
     """Add the index's tokens to `tokenizer` as atomic added tokens and grow `model`'s embeddings to match.
 
-    Returns token -> id. Tokens already in the vocabulary keep their id (adding twice is harmless). New rows are
-    initialised by transformers' resize (mean of the old embeddings), as `resize_token_embeddings` does.
+    Returns token -> id. Tokens already in the vocabulary keep their id and their rows (adding twice is
+    harmless). The rows of the tokens added by this call, input and (untied) output side:
+    - init="normal": distinct random rows, N(0, initializer_range^2) per coordinate, drawn from a generator
+      seeded by `seed`: what `resize_token_embeddings` gave when the official code ran (transformers < 4.46);
+    - init="mean": transformers' current default, the old rows' mean plus noise of 1e-9 times their covariance:
+      every new row is the same vector (pairwise cosine 1.000), so all index tokens start with one logit and
+      one input vector. Kept to measure that.
     """
     from tokenizers import AddedToken
 
+    if init not in NEW_ROW_INITS:
+        raise LlmrecError(f"new token init: expected one of {', '.join(NEW_ROW_INITS)}, got {init!r}")
     tokens = index.tokens()
+    before = len(tokenizer)
     tokenizer.add_tokens([AddedToken(t, single_word=False, lstrip=False, rstrip=False, normalized=False)
                           for t in tokens])
-    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer))
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=init == "mean")
+        if init == "normal":
+            init_rows(model, [i for i in ids.values() if i >= before], seed)
     for t, i in ids.items():  # the one property everything else relies on
         if tokenizer(t, add_special_tokens=False)["input_ids"] != [i]:
             raise LlmrecError(f"tokenizer splits the added index token {t!r}")
     return ids
+
+
+def init_rows(model, token_ids: list[int], seed: int = 0) -> None:
+    """Draw the rows of `token_ids` from N(0, initializer_range^2), input embedding and (when untied) output
+    head independently. Drawn here, not left to the resize, so that they are seeded and the same under every
+    transformers version."""
+    if not token_ids:
+        return
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.as_tensor(sorted(token_ids))
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    weights = [emb] + ([head.weight] if head is not None and head.weight is not emb else [])
+    with torch.no_grad():
+        for w in weights:
+            rows = torch.randn(len(idx), w.shape[1], generator=gen) * std
+            w[idx.to(w.device)] = rows.to(w.device, w.dtype)
 
 
 def index_token_ids(index: ItemIndex, token_ids: dict[str, int]) -> np.ndarray:
