@@ -242,3 +242,44 @@ def test_two_processes_gather_eval_rows_exactly_and_match_one_process(tmp_path):
         assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-6)  # logged in float32
     for a, b in zip(ranks[0]["params"], single["params"], strict=True):
         assert np.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+class GroupedTask(TinyTask):
+    """The MLP's first layer at its own learning rate."""
+
+    def __init__(self, module, x, y, first_lr, **kw):
+        super().__init__(module, x, y, **kw)
+        self.first_lr = first_lr
+
+    def param_groups(self):
+        return [{"params": list(self.module[0].parameters()), "lr": self.first_lr}]
+
+
+def test_task_param_groups_train_at_their_own_lr_and_resume(tmp_path):
+    x, y, xe, ye = data()
+    module = make_mlp(seed=0)
+    before = params(module)
+    one_step = TrainConfig(lr=1e-3, weight_decay=0.0, batch_size=16, max_steps=1, warmup_steps=0)
+    fit(GroupedTask(module, x, y, first_lr=0.1), 200, None, None, one_step, tmp_path / "one")
+    moved = [(a - b).abs().max().item() for a, b in zip(params(module), before)]
+    # Adam's first step moves every coordinate with a gradient by its group's learning rate
+    assert moved == pytest.approx([0.1, 0.1, 1e-3, 1e-3], rel=1e-3)
+
+    cfg = TrainConfig(lr=0.01, batch_size=8, max_steps=12, eval_every=4, patience=None, warmup_steps=2)
+    evaluate = lambda s: {"auc": auc(ye.numpy(), s)}  # noqa: E731
+
+    def run(out, fail_at=None, first_lr=0.05):
+        module = make_mlp(seed=0, dropout=0.3)
+        task = GroupedTask(module, x, y, first_lr=first_lr, fail_at=fail_at)
+        if fail_at is not None:
+            with pytest.raises(SimulatedKill):
+                fit(task, 200, 60, evaluate, cfg, out, eval_task=TinyTask(module, xe, ye))
+            task.fail_at = None
+        return module, fit(task, 200, 60, evaluate, cfg, out, eval_task=TinyTask(module, xe, ye))
+
+    ref_module, ref = run(tmp_path / "ref")
+    res_module, res = run(tmp_path / "resumed", fail_at=7)  # killed in step 7, after the checkpoint at step 4
+    assert same(params(res_module), params(ref_module)) and len(res.step_seconds) == 8
+    assert [r["lr"] for r in res.train_log] == [r["lr"] for r in ref.train_log]  # the default group's schedule
+    with pytest.raises(LlmrecError, match="param_group_lrs"):  # another group lr is another run
+        run(tmp_path / "ref", first_lr=0.02)

@@ -72,6 +72,10 @@ class Task(Protocol):
     def predict(self, batch: dict) -> torch.Tensor:
         """[B] scores of a batch, for evaluation (called under no_grad, module in eval mode)."""
 
+    # Optional: `param_groups() -> [{"params": [...], "lr": peak lr}, ...]` gives some trainable parameters their
+    # own peak learning rate (same warm-up and decay); the rest train at `TrainConfig.lr`. Not a Protocol
+    # member, so tasks without it still satisfy `isinstance(task, Task)`.
+
 
 @dataclass
 class TrainConfig:
@@ -394,6 +398,30 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _optimizer_groups(task: Task, params: list, config: TrainConfig) -> tuple[list[dict], list[list]]:
+    """AdamW parameter groups: the task's own (optional `param_groups()`), then every other trainable parameter
+    at `config.lr`; within each, matrices get `config.weight_decay` and vectors (biases, norms) none. Returns
+    (groups, [[parameter count, lr] per task group]); the default group comes first, so `train_log`'s lr is
+    config.lr's schedule."""
+    own = list(task.param_groups()) if hasattr(task, "param_groups") else []
+    trainable, taken = {id(p) for p in params}, set()
+    by_lr: list[tuple[list, float]] = []
+    for g in own:
+        ps, lr = list(g["params"]), float(g["lr"])
+        if not lr > 0:
+            raise LlmrecError(f"Task.param_groups: lr must be > 0, got {lr}")
+        for p in ps:
+            if id(p) not in trainable or id(p) in taken:
+                raise LlmrecError("Task.param_groups: a parameter is not trainable or is in two groups")
+            taken.add(id(p))
+        by_lr.append((ps, lr))
+    by_lr.insert(0, ([p for p in params if id(p) not in taken], config.lr))
+    groups = [{"params": sel, "lr": lr, "weight_decay": config.weight_decay if decay else 0.0}
+              for ps, lr in by_lr for decay in (True, False)
+              if (sel := [p for p in ps if (p.ndim >= 2) == decay])]
+    return groups, [[sum(p.numel() for p in ps), lr] for ps, lr in by_lr[1:]]
+
+
 # ---------------------------------------------------------------- fit
 
 def fit(task: Task, n_train_rows: int, eval_rows: int | None,
@@ -445,10 +473,10 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
     # task module's, so gradients are averaged over processes whatever the task does inside `loss`.
     wrapper = _LossModule(task)
     wrapper = acc.prepare_model(wrapper)
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    groups, group_lrs = _optimizer_groups(task, params, config)
+    if group_lrs:  # the task's own learning rates are part of what a checkpoint was trained with
+        run_key["param_group_lrs"] = group_lrs
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
     optimizer = acc.prepare_optimizer(optimizer)
     # Not prepared: Accelerate's scheduler wrapper steps once per process, we want one step per optimizer step.
     from transformers import get_cosine_schedule_with_warmup  # here: importing transformers takes seconds
