@@ -94,3 +94,50 @@ def test_same_items_as_transformers_generate(tiny_with_index, beams):
     assert ours.items.tolist() == ref.items.tolist()
     finite = torch.isfinite(ref.scores)
     torch.testing.assert_close(ours.scores[finite], ref.scores[finite], atol=1e-3, rtol=1e-4)
+
+
+def test_excluded_items_never_come_back_and_the_rest_equals_brute_force(tiny_with_index):
+    model, tok, index, trie = tiny_with_index
+    table = index_token_ids(index, {t: tok.convert_tokens_to_ids(t) for t in index.tokens()})
+    n = index.n_items - 1
+    prompt = _prompts(tok)[0]
+    brute = score_all_items(model, prompt, table, eos_token_id=tok.eos_token_id)
+    best_first = torch.argsort(brute, descending=True)[:-1].tolist()  # items by score (padding item last)
+    excluded = best_first[:5] + best_first[-3:]  # the five best among them: a plain search would return them
+    res = constrained_beam_search(model, [prompt, prompt], trie, num_beams=n + 2, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id, exclude=[excluded, None])
+    kept = [i for i in best_first if i not in excluded]
+    assert res.items[0, :len(kept)].tolist() == kept and (res.items[0, len(kept):] == 0).all()
+    assert res.items[1, :n].tolist() == best_first  # the same prompt without exclusion: every item
+    torch.testing.assert_close(res.scores[0, :len(kept)], brute[kept], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("beams", [3, 6])
+def test_a_narrow_beam_with_exclusion_still_returns_min_beams_unseen_items(tiny_with_index, beams):
+    model, tok, index, trie = tiny_with_index
+    # leave four items: whole subtrees are closed, and a beam spent on one would come back empty (without the
+    # pruning, 3 beams return one item here)
+    left = [3, 11, 17, 25]
+    excluded = [i for i in range(1, index.n_items) if i not in left]
+    res = constrained_beam_search(model, _prompts(tok), trie, num_beams=beams, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id, exclude=[excluded] * 3)
+    for row in res.items.tolist():
+        got = [i for i in row if i > 0]
+        assert len(got) == min(beams, 4) == len(set(got)) and set(got) <= set(left)
+
+
+def test_duplicate_prompts_are_encoded_once_and_give_the_same_result(tiny_with_index):
+    model, tok, _, trie = tiny_with_index
+    p = _prompts(tok)
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        dup = constrained_beam_search(model, [p[0], p[2], p[0]], trie, num_beams=4, pad_token_id=tok.pad_token_id,
+                                      eos_token_id=tok.eos_token_id)
+    finally:
+        hook.remove()
+    assert calls[0][0] == 2  # one prompt forward for the two distinct prompts
+    one = constrained_beam_search(model, [p[0], p[2]], trie, num_beams=4, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id)
+    assert dup.items[0].tolist() == dup.items[2].tolist() == one.items[0].tolist()
+    assert dup.items[1].tolist() == one.items[1].tolist()

@@ -6,7 +6,10 @@ beam. At level l the full-vocabulary log-softmax of every beam is gathered at th
 masked with the trie's `allowed[l]` rows of the beams' nodes (one gather, batched over users and beams), then
 the best `num_beams` (beam, code) pairs per user are kept. After the last level an optional EOS step adds
 log P(EOS | index) (the official runs: the response is the index then EOS). A beam is a path in the trie, so the
-results are distinct items that exist; fewer than `num_beams` come back only when fewer items exist.
+results are distinct items that exist; fewer than `num_beams` come back only when fewer items exist. Items to
+leave out (a user's history) are masked through the trie: a prefix is only extended while an item it may return
+lies below it, so no beam is spent on excluded items. Identical prompts (one user under two exclusion rules) share
+one prompt forward.
 
 Scores are sums of full-vocabulary log-probabilities (masking happens after the softmax), as in transformers'
 beam search with `prefix_allowed_tokens_fn`; with `num_beams` >= the number of items the search is exhaustive,
@@ -63,22 +66,41 @@ def _device(model) -> torch.device:
 
 @torch.no_grad()
 def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *, num_beams: int = 20,
-                            pad_token_id: int = 0, eos_token_id: int | None = None) -> BeamResult:
+                            pad_token_id: int = 0, eos_token_id: int | None = None,
+                            exclude: list | None = None) -> BeamResult:
     """Top `num_beams` distinct items per prompt by summed log-probability of their index tokens (and of EOS
-    after them when `eos_token_id` is given). One prompt forward per user, then one token per beam per level."""
+    after them when `eos_token_id` is given). One prompt forward per distinct prompt, then one token per beam per
+    level.
+
+    exclude: per prompt, item ids that must not come back (None or an empty list: none), e.g. the user's
+    history. A prefix with no other item below it is never extended, so a prompt gets min(num_beams, items left)
+    items. The same prompt may appear twice with different exclusions: it is encoded once."""
     if num_beams < 1:
         raise LlmrecError(f"num_beams must be >= 1, got {num_beams}")
+    if exclude is not None and len(exclude) != len(prompts):
+        raise LlmrecError(f"beam search: {len(exclude)} exclusion lists for {len(prompts)} prompts")
     device = _device(model)
     B, W = len(prompts), num_beams
-    ids, mask = left_pad(prompts, pad_token_id, device)
+    distinct: dict[tuple, int] = {}
+    row_of = torch.as_tensor([distinct.setdefault(tuple(p), len(distinct)) for p in prompts], device=device)
+    ids, mask = left_pad([list(p) for p in distinct], pad_token_id, device)
     pos = (mask.cumsum(1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
-    logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, V]
+    if len(distinct) < B:
+        cache.reorder_cache(row_of)
+    logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)[row_of]  # [B, V]
+    mask, pos = mask[row_of], pos[row_of]
+    # open[d][row, node]: the node at depth d + 1 still has an item this row may get
+    open_ = trie.open_nodes(exclude, device) if exclude is not None and any(
+        e is not None and len(e) for e in exclude) else None
 
     # level 0: every user starts from the root
     toks = trie.level_tokens[0].to(device)
-    cand = logp[:, toks].masked_fill(~trie.allowed[0][0].to(device)[None, :], float("-inf"))
+    allowed0 = trie.allowed[0][0].to(device)[None, :].expand(B, -1)
+    if open_ is not None:
+        allowed0 = allowed0 & open_[0].gather(1, trie.child[0][0].to(device).clamp(min=0).expand(B, -1))
+    cand = logp[:, toks].masked_fill(~allowed0, float("-inf"))
     take = min(W, cand.shape[1])
     top, k = cand.topk(take, dim=1)
     scores = torch.full((B, W), float("-inf"), device=device)
@@ -106,8 +128,11 @@ def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *,
             scores = scores + logp[:, eos_token_id].view(B, W)
             break
         toks = trie.level_tokens[level].to(device)
-        flat_node = node.view(-1)
-        allowed = trie.allowed[level].to(device)[flat_node.clamp(min=0)] & (flat_node >= 0)[:, None]
+        flat_node = node.view(-1).clamp(min=0)
+        allowed = trie.allowed[level].to(device)[flat_node] & (node.view(-1) >= 0)[:, None]
+        if open_ is not None:  # children with nothing left below them are closed
+            children = trie.child[level].to(device)[flat_node].clamp(min=0).view(B, -1)
+            allowed = allowed & open_[level].gather(1, children).view(B * W, -1)
         cand = (logp[:, toks] + scores.view(-1, 1)).masked_fill(~allowed, float("-inf"))
         K = toks.numel()
         top, flat = cand.view(B, W * K).topk(min(W, W * K), dim=1)

@@ -3,7 +3,9 @@
 Level l has the sorted distinct token ids that occur at that level (`level_tokens[l]`, K_l of them) and one row
 per trie node at depth l (the distinct index prefixes of length l; depth 0 is the root). `allowed[l][node, k]`
 says whether a node may continue with `level_tokens[l][k]`, `child[l][node, k]` which node that leads to (-1
-where not allowed). Nodes at depth L (complete indices) map to items through `leaf_item`.
+where not allowed). Nodes at depth L (complete indices) map to items through `leaf_item`; `item_node[l]` is each
+item's node at depth l + 1 and `leaves[l]` how many items lie below each node there, so a search that must leave
+some items out (`open_nodes`) can drop a prefix as soon as nothing below it is left.
 
 Masking a [rows, K_l] slice of log-probabilities with `allowed[l][nodes]` is then one gather, whatever the batch
 or beam width: no per-token Python callback.
@@ -32,6 +34,8 @@ class IndexTrie:
         self.level_tokens: list[torch.Tensor] = []
         self.allowed: list[torch.Tensor] = []
         self.child: list[torch.Tensor] = []
+        self.item_node: list[torch.Tensor] = []
+        self.leaves: list[torch.Tensor] = []
         node = np.zeros(len(real), dtype=np.int64)  # every item starts at the root
         n_nodes = 1
         for level in range(self.levels):
@@ -47,6 +51,8 @@ class IndexTrie:
             self.allowed.append(torch.from_numpy(allowed))
             self.child.append(torch.from_numpy(child))
             node, n_nodes = child_of_item, len(uniq)
+            self.item_node.append(torch.from_numpy(np.r_[-1, child_of_item]))
+            self.leaves.append(torch.from_numpy(np.bincount(child_of_item, minlength=n_nodes)))
         if n_nodes != len(real):
             raise LlmrecError(f"trie: {len(real) - n_nodes} items share an index with another item; "
                               "indices must be unique")
@@ -58,10 +64,25 @@ class IndexTrie:
 
     def to(self, device) -> "IndexTrie":
         """Move the tables to `device` (in place; returns self)."""
-        for name in ("level_tokens", "allowed", "child"):
+        for name in ("level_tokens", "allowed", "child", "item_node", "leaves"):
             setattr(self, name, [t.to(device) for t in getattr(self, name)])
         self.leaf_item = self.leaf_item.to(device)
         return self
+
+    def open_nodes(self, exclude, device=None) -> list[torch.Tensor]:
+        """Per depth 1..levels, [rows, nodes at that depth] bool: whether the node still has an item below it
+        that the row does not exclude. exclude: per row, the item ids to leave out (None: none)."""
+        out = []
+        for depth in range(self.levels):
+            nodes, leaves = self.item_node[depth], self.leaves[depth]
+            left = leaves.repeat(len(exclude), 1)
+            for r, items in enumerate(exclude):
+                if items is not None and len(items):
+                    ids = torch.as_tensor(np.unique(np.asarray(list(items), dtype=np.int64)))
+                    ids = ids[(ids > 0) & (ids < self.n_items)]
+                    left[r].scatter_add_(0, nodes[ids], torch.full_like(ids, -1))
+            out.append((left > 0).to(device))
+        return out
 
     def walk(self, prefix: list[int]) -> int | None:
         """Node reached by a prefix of token ids (at depth len(prefix)); None when it leaves the trie."""
