@@ -22,7 +22,7 @@ COLLAB_METHODS = ("mf", "lightgcn", "sasrec", "din")
 LLM_METHODS = ("icl", "tallrec", "binllm", "collm")
 # Three families, each with its own split and metrics:
 CLICK_METHODS = COLLAB_METHODS + ("binmf",) + LLM_METHODS  # click split (CoLLM/BinLLM); AUC, UAUC, warm/cold
-SEQUENCE_METHODS = ("sasrec-rank", "lcrec")  # leave-one-out sequences; full-ranking HR@K, NDCG@K
+SEQUENCE_METHODS = ("sasrec-rank", "popularity-rank", "lcrec")  # leave-one-out sequences; full-ranking HR@K, NDCG@K
 # per-user held-out items; Recall@K, NDCG@K
 HOLDOUT_METHODS = ("multvae", "lightgcn-bpr", "popularity-holdout", "cllm4rec")
 METHODS = CLICK_METHODS + SEQUENCE_METHODS + HOLDOUT_METHODS
@@ -105,6 +105,8 @@ def method_module(method: str):
         from llmrec.methods.collm import recipe as module
     elif method == "sasrec-rank":
         from llmrec.methods import seqrank_recipe as module
+    elif method == "popularity-rank":
+        from llmrec.methods import poprank_recipe as module
     elif method == "lcrec":
         from llmrec.methods.lcrec import recipe as module
     elif method in ("multvae", "lightgcn-bpr", "popularity-holdout"):
@@ -210,7 +212,8 @@ def benchmark(methods: list[str], config: str | None, overrides: list[str], out:
         _code_forms_figure(configs, tests, out / "binary_vs_dot_decimal.png")
     else:
         keys = [k for k in dict.fromkeys(k for t in tests.values() for k in t)
-                if "@" in k and "+" not in k and not k.endswith(("_lo", "_hi"))]
+                if "@" in k and "+" not in k and not k.endswith(("_lo", "_hi"))
+                and not k.startswith("paper_")]  # LC-Rec's paper view: in the table, not the bars
         bar_chart(out / "ranking_metrics.png", list(tests), {k: [t.get(k) for t in tests.values()] for k in keys},
                   "test metric", f"{kinds.pop()} ranking metrics by method")
     return table, results

@@ -41,6 +41,8 @@ def test_training_pairs_shift_by_one():
     assert inputs.tolist() == [[0, 0, 4, 5]] and targets.tolist() == [[0, 0, 5, 6]]  # user 2 has no pair
     hist, target = eval_sequences(split, "test")
     assert [h.tolist() for h in hist] == [[4, 5, 6, 1], [7, 2]] and target.tolist() == [3, 3]
+    hist, target = eval_sequences(split, "valid", rows=[1, 0])  # chosen users, in the given order
+    assert [h.tolist() for h in hist] == [[7], [4, 5, 6]] and target.tolist() == [2, 1]
 
 
 def test_full_ranking_excludes_padding_and_history():

@@ -88,14 +88,14 @@ def test_train_lcrec_cli_then_recommend_evaluate_and_resume(data_args, tmp_path,
     assert "already finished" in (run / "log.txt").read_text()
 
 
-def test_benchmark_sasrec_rank_and_the_two_ablations(data_args, tmp_path, capsys):
+def test_benchmark_sasrec_rank_popularity_and_the_two_ablations(data_args, tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["benchmark", "--methods", "sasrec-rank,lcrec-random-index,lcrec-no-sinkhorn", "--out", str(out),
-                 *data_args, *LCREC_TINY, *SEQRANK_TINY]) == 0
+    assert main(["benchmark", "--methods", "sasrec-rank,popularity-rank,lcrec-random-index,lcrec-no-sinkhorn",
+                 "--out", str(out), *data_args, *LCREC_TINY, *SEQRANK_TINY]) == 0
     table = (out / "table.md").read_text()
-    for name in ("sasrec-rank", "lcrec-random-index", "lcrec-no-sinkhorn"):
+    for name in ("sasrec-rank", "popularity-rank", "lcrec-random-index", "lcrec-no-sinkhorn"):
         assert f"| {name} |" in table
-    assert "HR@10" in table and "NDCG@10" in table
+    assert "HR@10" in table and "NDCG@10" in table and "paper_hr@10" in table and "_lo" not in table
     png = (out / "ranking_metrics.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     results = json.loads((out / "results.json").read_text())
@@ -104,9 +104,14 @@ def test_benchmark_sasrec_rank_and_the_two_ablations(data_args, tmp_path, capsys
     no_sk = results["lcrec-no-sinkhorn"]["index"]
     # no Sinkhorn rounds ran: collisions left by argmin are all resolved by the deterministic rule
     assert no_sk["collision_rate_sinkhorn"] == no_sk["collision_rate_argmin"] and no_sk["collision_rate_final"] == 0
-    # sasrec-rank is tested on the same seeded users as LC-Rec, and on everyone in test_all
-    assert results["sasrec-rank"]["test"]["users"] == results["lcrec-random-index"]["test"]["users"] == 6
-    assert results["sasrec-rank"]["test_all"]["users"] == 40
+    # sasrec-rank and popularity are tested on the same seeded users as LC-Rec, and on everyone in test_all,
+    # all three under one rule for seen items, each metric with its bootstrap interval
+    for name in ("sasrec-rank", "popularity-rank", "lcrec-random-index"):
+        test = results[name]["test"]
+        assert test["users"] == 6 and results[name]["exclude_seen"] is True
+        assert test["hr@10_lo"] <= test["hr@10"] <= test["hr@10_hi"]
+    assert results["sasrec-rank"]["test_all"]["users"] == results["popularity-rank"]["test_all"]["users"] == 40
+    assert results["lcrec-random-index"]["test"]["paper_users"] == 6
 
 
 def _brute_force_ranks(model, histories, targets):
@@ -165,3 +170,43 @@ def test_sasrec_rank_metrics_equal_a_brute_force_ranking(data_args, tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(UserWarning, match="not in the run's split"):
             rec.recommend(10_000, k=2)
+
+
+def _popularity_ranks(split, rows, exclude):
+    """Rank of each test item by train counts, ties pessimistic, the history (train + valid) left out or not."""
+    users = split.users.reset_index(drop=True)
+    counts = np.bincount(np.concatenate(list(users["train"])), minlength=split.n_items)
+    ranks = []
+    for r in rows:
+        hist = set(np.asarray(users.at[r, "train"]).tolist()) | {int(users.at[r, "valid"])}
+        t = int(users.at[r, "test"])
+        rivals = [i for i in range(1, split.n_items) if i != t and not (exclude and i in hist)]
+        ranks.append(split.n_items if exclude and t in hist else 1 + sum(counts[i] >= counts[t] for i in rivals))
+    return np.asarray(ranks, dtype=np.float64)
+
+
+def test_one_seen_rule_for_sasrec_and_popularity(data_args, tmp_path):
+    from llmrec import experiment
+    from llmrec.methods.seqrank_recipe import ranking_config
+
+    runs = {}
+    for rule in ("true", "false"):
+        cfg = experiment.make_config("popularity-rank", None, data_args + [f"lcrec.exclude_seen={rule}"])
+        assert ranking_config(cfg)[0].exclude_history is (rule == "true")  # sasrec-rank follows the same field
+        runs[rule] = experiment.train(cfg, tmp_path / rule)
+    split = _split(tmp_path / "true")
+    every = np.arange(len(split.users))
+    for rule, m in runs.items():
+        assert m["exclude_seen"] is (rule == "true") and m["test"]["users"] == len(split.users)  # every user
+        assert m["test"] == pytest.approx(m["test_all"])
+        for k, v in _metrics(_popularity_ranks(split, every, rule == "true")).items():
+            assert m["test"][k] == pytest.approx(v), (rule, k)
+    assert runs["true"]["test"]["hr@10"] >= runs["false"]["test"]["hr@10"]
+    rec = Recommender.from_pretrained(tmp_path / "true")
+    assert rec.evaluate("test") == pytest.approx(runs["true"]["test"])
+    user = int(split.users["user_id"].iloc[0])
+    past = set(rec.users.history(user).tolist())
+    assert len(rec.recommend(user, k=5)) == 5 and not {i for i, _, _ in rec.recommend(user, k=5)} & past
+    with pytest.raises(LlmrecError, match="one rule"):
+        ranking_config(experiment.make_config("sasrec-rank", None, ["seqrank.exclude_history=true",
+                                                                    "lcrec.exclude_seen=false"]))

@@ -18,19 +18,31 @@ SMALL = dict(backbone="tiny", text_encoder="backbone", max_steps=4, eval_every=2
              rqvae=RQVAEConfig(levels=3, codebook_size=4, e_dim=8, epochs=10, batch_size=32, eval_every=5))
 
 
-def test_ranking_metrics_formulas():
-    m = ranking_metrics([1, 3, float("inf"), 7, 12])
+def test_ranking_metrics_formulas_and_intervals():
+    m = ranking_metrics([1, 3, float("inf"), 7, 12], intervals=True)
     assert m["hr@1"] == pytest.approx(0.2) and m["hr@5"] == pytest.approx(0.4) and m["hr@10"] == pytest.approx(0.6)
     assert m["ndcg@5"] == pytest.approx((1 + 1 / np.log2(4)) / 5)
     assert m["ndcg@10"] == pytest.approx((1 + 1 / np.log2(4) + 1 / np.log2(8)) / 5)
+    assert m["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 7 + 1 / 12) / 5)  # never ranked: reciprocal rank 0
+    for k in ("hr@1", "hr@10", "ndcg@10", "mrr"):
+        assert 0 <= m[f"{k}_lo"] <= m[k] <= m[f"{k}_hi"] <= 1
+    assert m["hr@10_lo"] < m["hr@10_hi"]  # five users: a wide interval
+    assert set(ranking_metrics([2.0], prefix="paper_")) == {"paper_hr@1", "paper_hr@5", "paper_hr@10", "paper_ndcg@5",
+                                                            "paper_ndcg@10", "paper_mrr", "paper_users"}
 
 
 def test_learned_index_run_writes_a_complete_run_and_resumes(tmp_path):
     split = synthetic_split()
     out = tmp_path / "run"
     m = train_lcrec(LCRecConfig(**SMALL), split, out)
-    assert set(m["test"]) == {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "users"} and m["test"]["users"] == 5
+    plain = {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr"}
+    assert set(m["test"]) == plain | {"users", "paper_users"} | {f"{k}_{b}" for k in plain for b in ("lo", "hi")} \
+        | {f"paper_{k}{b}" for k in plain for b in ("", "_lo", "_hi")}
+    assert m["test"]["users"] == m["test"]["paper_users"] == 5 and m["exclude_seen"] is True
     assert m["valid"]["users"] == 4 and m["steps"] == 4 and len(m["history"]) == 2
+    assert [c["step"] for c in m["curve"]] == [2, 4] and m["curve"][-1]["samples"] == 16
+    # the paper's seqrec samples train one next-item target each, the alignment tasks none
+    assert 0 < m["targets_seen"] <= 16 and {"hr@10", "ndcg@10_lo", "train_seconds"} <= set(m["curve"][0])
     assert m["tasks"]["itemsearch"].startswith("skipped") and m["tasks"]["seqrec"] > 0
     assert m["index"]["collision_rate_final"] == 0.0 and m["index"]["kind"] == "learned"
     index = ItemIndex.load(out / "indices.json", n_items=split.n_items)
@@ -80,3 +92,61 @@ def test_new_token_deltas_move_both_the_input_rows_and_the_output_logits(tied):
                 p.add_(torch.randn_like(p))
         after = pm(input_ids=x).logits[0, -1]
     assert not torch.allclose(before_logits, after[ids])
+
+
+def _effective_rows(pm, ids):
+    """(input, output) rows of these tokens as the peft model computes with them (base row + trained delta)."""
+    import torch
+
+    with torch.no_grad():
+        emb = pm.get_input_embeddings()(torch.as_tensor(ids)).clone()
+        d = emb.shape[1]
+        head = pm.get_output_embeddings()(torch.eye(d)).T[ids].clone()  # row t = W[t] (x = unit vectors)
+    return emb, head
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_every_new_row_in_a_batch_moves_input_and_output_side(tied, tmp_path):
+    import torch
+    from llmrec.llm.backbones import tiny_backbone
+    from llmrec.llm.train import TrainConfig, fit
+    from llmrec.methods.lcrec.recipe import new_token_groups
+    from llmrec.methods.lcrec.tasks import SFTTask, build_samples, encode
+    from llmrec.methods.lcrec.vocab import add_index_tokens
+
+    model, tok = tiny_backbone(tie_word_embeddings=tied)
+    tok.pad_token = tok.eos_token  # as load_backbone sets it
+    # items 25..39 are in no sequence, and their tokens <a_4>, <a_5>, <b_8>..<b_15> in no other item
+    index = ItemIndex(np.array([[-1, -1]] + [[i // 8, i % 8] for i in range(1, 25)]
+                               + [[4 + (i - 25) // 8, 8 + (i - 25) % 8] for i in range(25, 40)]))
+    ids = sorted(add_index_tokens(model, tok, index).values())
+    cfg = LCRecConfig(new_token_lr=1e-2)
+    pm = apply_finetuning(model, cfg, ids)
+    samples = build_samples(synthetic_split(), index, {"seqrec_all_positions": 1.0}, max_history=4,
+                            log=lambda m: None)[0][:16]
+    seen_inputs = {t for s in samples for t in encode(tok, s)[0]}
+    emb0, head0 = _effective_rows(pm, ids)
+    groups = new_token_groups(pm, cfg)
+    assert len(groups) == 1 and len(groups[0]["params"]) == (1 if tied else 2) and groups[0]["lr"] == 1e-2
+    fit(SFTTask(pm, tok, samples, lr_groups=groups), 16, None, None,
+        TrainConfig(lr=1e-3, batch_size=8, epochs=1, warmup_steps=0), tmp_path)  # every sample once
+    emb1, head1 = _effective_rows(pm, ids)
+    in_batch = torch.as_tensor([t in seen_inputs for t in ids])
+    assert 0 < in_batch.sum() < len(ids)
+    moved_in = (emb1 - emb0).abs().amax(1)
+    assert (moved_in[in_batch] > 1e-3).all()  # every row a batch fed in moved (new_token_lr-sized steps)
+    assert ((head1 - head0).abs().amax(1) > 1e-3).all()  # every output row: each softmax reaches them all
+    if tied:  # one row serves both sides
+        torch.testing.assert_close(emb1, head1)
+    else:  # an input row no batch fed in only shrinks by the weight decay (lr * 0.01 of itself per step)
+        assert (moved_in[~in_batch] < 1e-4).all()
+
+
+def test_new_token_lr_needs_new_token_rows_and_the_sequence_prompt_needs_its_task():
+    for kwargs, message in [({"new_token_lr": 1e-2, "embeddings": "full"}, "new_token_lr"),
+                            ({"new_token_lr": 1e-2, "finetune": "full"}, "new_token_lr"),
+                            ({"new_token_lr": 0.0}, "new_token_lr"), ({"eval_prompt": "sequence"}, "eval_prompt"),
+                            ({"template": "chatml"}, "template"), ({"new_token_init": "zeros"}, "new_token_init")]:
+        with pytest.raises(LlmrecError, match=message):
+            LCRecConfig(**kwargs).validate()
+    LCRecConfig(eval_prompt="sequence", tasks={"seqrec_all_positions": 1.0}, template="compact").validate()

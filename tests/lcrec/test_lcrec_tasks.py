@@ -7,13 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from llmrec.methods.lcrec.generate import constrained_beam_search
-from llmrec.methods.lcrec.tasks import (SeqRecEvalTask, SFTTask, UserText, build_samples, encode, seqrec_prompt,
-                                        wrap)
-from llmrec.methods.lcrec.templates import TEMPLATES
+import pytest
+
+from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.tasks import (SEQUENCE_TASK, SeqRecEvalTask, SFTTask, UserText, build_samples, encode,
+                                        prompt_ids, seqrec_prompt, sequence_windows, wrap)
+from llmrec.methods.lcrec.templates import SEQUENCE_INSTRUCTION, TEMPLATES
 
 from lcrec_fixtures import synthetic_index, synthetic_split
 
 ALL = {t: 1.0 for t in TEMPLATES}
+QUIET = {"log": lambda m: None}
 
 
 def test_seqrec_has_every_prefix_with_the_last_20_history_items():
@@ -73,13 +77,19 @@ def test_user_texts_enable_itemsearch_and_preferenceobtain():
 
 def test_loss_is_cross_entropy_on_response_tokens_only(tiny_with_index):
     model, tok, index, _ = tiny_with_index
-    samples = build_samples(synthetic_split(), index, ALL, seed=0, log=lambda m: None)[0][:6]
+    samples = build_samples(synthetic_split(), index, {**ALL, SEQUENCE_TASK: 1.0}, seed=0, **QUIET)[0]
+    samples = samples[:5] + [s for s in samples if s.task == SEQUENCE_TASK][:2]  # two all-positions samples
     encoded = [encode(tok, s) for s in samples]
-    for (ids, n_prompt), s in zip(encoded, samples):
-        assert ids[:n_prompt] == tok(s.prompt)["input_ids"] and ids[-1] == tok.eos_token_id
+    for (ids, n_loss), s in zip(encoded, samples):
+        if s.sequence is None:
+            assert ids[:n_loss] == tok(s.prompt)["input_ids"] and ids[-1] == tok.eos_token_id
+        else:  # the loss starts after the first item and runs to the end: every later index token, no EOS
+            prompt = tok(s.prompt)["input_ids"]
+            assert ids[:len(prompt)] == prompt and n_loss == len(prompt) + index.levels
+            assert len(ids) - n_loss == index.levels * (len(s.sequence) - 1) and ids[-1] != tok.eos_token_id
     task = SFTTask(model, tok, samples)
-    assert [task.encoded(r) for r in range(6)] == encoded
-    batch = task.collate(list(range(6)))
+    assert [task.encoded(r) for r in range(7)] == encoded
+    batch = task.collate(list(range(7)))
     got = task.loss(batch)
     total, count = 0.0, 0
     for ids, n_prompt in encoded:  # reference: each sample alone, unpadded, full logits
@@ -108,3 +118,58 @@ def test_seqrec_prompt_is_template_zero():
     index = synthetic_index()
     p = seqrec_prompt(list(range(1, 26)), index, max_history=20)
     assert p == wrap(TEMPLATES["seqrec"][0][0].format(inters=", ".join(index.spell(i) for i in range(6, 26))))
+
+
+def test_all_positions_windows_make_every_later_item_a_target_once():
+    split = synthetic_split()
+    index = synthetic_index(n_items=split.n_items)
+    samples, summary = build_samples(split, index, {SEQUENCE_TASK: 1.0}, max_history=2, **QUIET)
+    expected = []
+    for seq in split.users["train"]:
+        windows = sequence_windows(seq, 2)
+        assert all(2 <= len(w) <= 3 for w in windows) and [w[0] for w in windows[1:]] == [w[-1] for w in windows[:-1]]
+        assert [i for w in windows for i in w[1:]] == list(seq[1:])  # every target once, in order
+        expected += windows
+    assert summary == {SEQUENCE_TASK: len(expected)} and len(samples) == len(expected)
+    for s, w in zip(samples, expected):
+        assert s.sequence == [index.spell(i) for i in w] and s.response == "".join(s.sequence)
+        assert s.targets == len(w) - 1 and SEQUENCE_INSTRUCTION in s.prompt
+    assert sequence_windows([4, 5, 6, 7], 0) == [[4, 5, 6, 7]] and sequence_windows([4], 3) == []
+    paper = build_samples(split, index, {"seqrec": 1.0, "item2index": 1.0}, **QUIET)[0]
+    assert {s.task: s.targets for s in paper} == {"seqrec": 1, "item2index": 0}  # one target per seqrec sample
+    # the same number of next-item targets in far fewer samples
+    assert sum(s.targets for s in samples) == sum(s.targets for s in paper)
+
+
+def test_sequence_prompt_is_the_training_prefix_and_compact_wrapper_is_shorter(tiny_with_index):
+    _, tok, index, _ = tiny_with_index
+    history = [3, 7, 1, 12]
+    for wrapper in ("alpaca", "compact"):
+        ids, _ = encode(tok, build_samples(synthetic_split(), index, {SEQUENCE_TASK: 1.0}, max_history=8,
+                                           wrapper=wrapper, **QUIET)[0][0])
+        sample_prompt = prompt_ids(tok, [], index, kind="sequence", wrapper=wrapper)
+        assert ids[:len(sample_prompt)] == sample_prompt
+        full = prompt_ids(tok, history, index, kind="sequence", max_history=3, wrapper=wrapper)
+        spelled = tok("".join(index.spell(i) for i in history[-3:]), add_special_tokens=False)["input_ids"]
+        assert full == sample_prompt + spelled
+    alpaca = prompt_ids(tok, history, index)
+    compact = prompt_ids(tok, history, index, wrapper="compact")
+    assert alpaca == tok(seqrec_prompt(history, index))["input_ids"] and len(compact) < len(alpaca) - 20
+    assert wrap("Do it.", wrapper="compact") == "Do it.\nResponse:"
+    with pytest.raises(LlmrecError, match="evaluation prompt"):
+        prompt_ids(tok, history, index, kind="chat")
+
+
+def test_eval_views_exclude_the_history_or_let_it_back(tiny_with_index):
+    model, tok, index, trie = tiny_with_index
+    prompt = tok(seqrec_prompt([1, 2, 3], index))["input_ids"]
+    res = constrained_beam_search(model, [prompt], trie, num_beams=5, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id)
+    top, second = int(res.items[0, 0]), int(res.items[0, 1])
+    # the best item is in the history: excluded, the target ranks one higher; the paper's view keeps it
+    task = SeqRecEvalTask(model, [prompt, prompt], [second, top], trie, num_beams=5, pad_token_id=tok.pad_token_id,
+                          eos_token_id=tok.eos_token_id, exclude=[[top], [top]], views=(True, False))
+    assert task.n_rows == 4
+    assert task.predict(task.collate([0, 1, 2, 3])).tolist() == [1.0, 2.0, float("inf"), 1.0]
+    with pytest.raises(LlmrecError, match="needs `exclude`"):
+        SeqRecEvalTask(model, [prompt], [1], trie, pad_token_id=0, eos_token_id=None, views=(True,))

@@ -30,7 +30,7 @@ from llmrec.collab.sasrec import SASRec
 from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
-from llmrec.metrics import hit_rate, mrr, ndcg, rank_of_target
+from llmrec.metrics import hit_rate, mean_interval, mrr, ndcg, rank_of_target
 
 CHECKPOINT_FILE = "last.safetensors"
 RANKING_SASREC = {"max_len": 50, "lr": 1e-3, "weight_decay": 0.0, "xavier_init": True}
@@ -85,20 +85,34 @@ class RankingResult:
     description: dict = field(default_factory=dict)
 
 
-def ranking_metrics(ranks) -> dict[str, float]:
-    """HR@1/5/10, NDCG@5/10 and MRR from 1-based ranks."""
-    ranks = np.asarray(ranks)
-    out = {f"hr@{k}": hit_rate(ranks, k) for k in (1, 5, 10)}
-    out.update({f"ndcg@{k}": ndcg(ranks, k) for k in (5, 10)})
-    out.update(mrr=mrr(ranks), users=float(len(ranks)))
+def ranking_metrics(ranks, intervals: bool = False, prefix: str = "") -> dict[str, float]:
+    """HR@1/5/10, NDCG@5/10 and MRR of 1-based target ranks, one per user: the sequence family's metrics
+    (sasrec-rank, popularity-rank, LC-Rec). A rank of inf is a target never ranked (beyond LC-Rec's beam): a
+    miss at every cut-off, reciprocal rank 0 (LC-Rec's MRR is thus cut at its beam width).
+
+    intervals: also each metric's 95% bootstrap interval over users (`metrics.mean_interval` of the per-user
+    values), as {prefix}hr@10_lo / {prefix}hr@10_hi. prefix: put before every key (e.g. "paper_")."""
+    r = np.asarray(ranks, dtype=np.float64)
+    per_user = {f"hr@{k}": (r <= k).astype(np.float64) for k in (1, 5, 10)}
+    per_user.update({f"ndcg@{k}": np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0) for k in (5, 10)})
+    per_user["mrr"] = 1.0 / r
+    out = {f"{prefix}hr@{k}": hit_rate(r, k) for k in (1, 5, 10)}
+    out.update({f"{prefix}ndcg@{k}": ndcg(r, k) for k in (5, 10)})
+    out.update({f"{prefix}mrr": mrr(r), f"{prefix}users": float(len(r))})
+    if intervals:
+        for name, values in per_user.items():
+            out[f"{prefix}{name}_lo"], out[f"{prefix}{name}_hi"] = mean_interval(values)
     return out
 
 
-def eval_sequences(split: SequenceSplit, part: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """(input histories, targets) of the users that have a `part` target: valid reads train, test train + valid."""
+def eval_sequences(split: SequenceSplit, part: str, rows=None) -> tuple[list[np.ndarray], np.ndarray]:
+    """(input histories, targets) of the users that have a `part` target: valid reads train, test train + valid.
+    rows: positions in `split.users` to take (default all), in that order."""
     if part not in ("valid", "test"):
         raise ValueError(f"part must be 'valid' or 'test', not {part!r}")
-    users = split.users
+    users = split.users.reset_index(drop=True)
+    if rows is not None:
+        users = users.iloc[np.asarray(rows, dtype=np.int64)]
     targets = users[part].to_numpy()
     histories = []
     for row in users.itertuples(index=False):
@@ -136,10 +150,17 @@ def rank_targets(model: SASRec, histories: list[np.ndarray], targets: np.ndarray
     return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
 
 
-def popularity_ranks(split: SequenceSplit, part: str, exclude_history: bool = True) -> np.ndarray:
-    """Ranks given by train popularity (the baseline a sequential model must beat)."""
-    histories, targets = eval_sequences(split, part)
-    counts = np.bincount(np.concatenate(list(split.users["train"])), minlength=split.n_items)[: split.n_items]
+def popularity(split: SequenceSplit) -> np.ndarray:
+    """[n_items] how often each item occurs in the train sequences."""
+    return np.bincount(np.concatenate([np.asarray(t, dtype=np.int64) for t in split.users["train"]]),
+                       minlength=split.n_items)[: split.n_items]
+
+
+def popularity_ranks(split: SequenceSplit, part: str, exclude_history: bool = True, rows=None) -> np.ndarray:
+    """Ranks given by train popularity (the baseline a sequential model must beat); ties rank pessimistically.
+    rows: as in `eval_sequences`."""
+    histories, targets = eval_sequences(split, part, rows)
+    counts = popularity(split)
     scores = torch.as_tensor(counts, dtype=torch.float64).repeat(len(targets), 1)
     scores = _exclude(scores, histories, exclude_history)
     return rank_of_target(scores.numpy(), targets)

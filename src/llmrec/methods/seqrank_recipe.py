@@ -5,11 +5,13 @@ Config: `seqrank` overrides `collab.ranking.RankingConfig` (its seed defaults to
 optional key `seqrank.model` holds SASRec hyper-parameters over the ranking defaults `RANKING_SASREC`
 (e.g. `seqrank.model={dim: 64, blocks: 2}`).
 
-Test metrics (full ranking over every item, the user's history items excluded):
+Test metrics (full ranking over every item), each with its 95% bootstrap interval over users:
 - `test`: the users LC-Rec scores with the same config (`lcrec.test_users`, seeded by `lcrec.seed`, by default
-  the experiment seed; all users when lcrec.test_users is None), so one benchmark compares the two on the same
-  users;
+  the experiment seed; all users when lcrec.test_users is None, the default), so one benchmark compares the two
+  on the same users;
 - `test_all`: every user with a test item.
+Seen items follow the sequence family's one rule, `lcrec.exclude_seen` (default: the input history is excluded
+from the ranking), here as in LC-Rec and popularity-rank; `seqrank.exclude_history`, when given, must agree.
 Run files: `model.safetensors` (best weights), `model.json` (its description), `checkpoint/` (resume).
 """
 from __future__ import annotations
@@ -17,21 +19,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmrec.collab.ranking import RankingConfig, ranking_metrics, rank_targets, train_ranking
+from llmrec.collab.ranking import RankingConfig, eval_sequences, ranking_metrics, rank_targets, train_ranking
 from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.sequence import SequenceUsers
 
 
+def exclude_seen(cfg) -> bool:
+    """The sequence family's rule for seen items under this config: `lcrec.exclude_seen`."""
+    from llmrec.methods.lcrec.recipe import lcrec_config
+
+    return lcrec_config(cfg).exclude_seen
+
+
 def ranking_config(cfg) -> tuple[RankingConfig, dict]:
-    """(RankingConfig, SASRec overrides) of an ExperimentConfig's `seqrank` section."""
+    """(RankingConfig, SASRec overrides) of an ExperimentConfig's `seqrank` section; exclude_history is the
+    family's rule (`lcrec.exclude_seen`)."""
     from llmrec.config import from_dict
 
     data = {"seed": cfg.seed, **cfg.seqrank}
     model = data.pop("model", None) or {}
     if not isinstance(model, dict):
         raise LlmrecError(f"seqrank.model: expected a mapping of SASRec hyper-parameters, got {model!r}")
+    rule = exclude_seen(cfg)
+    if "exclude_history" in data and bool(data["exclude_history"]) != rule:
+        raise LlmrecError(f"seqrank.exclude_history={data['exclude_history']} but lcrec.exclude_seen={rule}: the "
+                          "sequence family ranks under one rule for seen items; set lcrec.exclude_seen")
+    data["exclude_history"] = rule
     return from_dict(RankingConfig, data, "seqrank"), model
 
 
@@ -42,22 +57,11 @@ def lcrec_test_rows(cfg, split: SequenceSplit) -> np.ndarray:
     return eval_user_rows(lcrec_config(cfg), len(split.users), "test")
 
 
-def eval_inputs(split: SequenceSplit, rows: np.ndarray, part: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """(histories, targets) of these users: valid reads train, test reads train + valid."""
-    users = split.users.reset_index(drop=True)
-    hist, targets = [], []
-    for r in np.asarray(rows).tolist():
-        h = np.asarray(users.at[r, "train"], dtype=np.int64)
-        hist.append(np.append(h, int(users.at[r, "valid"])) if part == "test" else h)
-        targets.append(int(users.at[r, part]))
-    return hist, np.asarray(targets, dtype=np.int64)
-
-
-def subset_metrics(model, split: SequenceSplit, rows: np.ndarray, part: str, rc: RankingConfig) -> dict:
-    rows = np.asarray(rows)
-    rows = rows[split.users[part].to_numpy()[rows] > 0]  # users without this target are not scored
-    hist, targets = eval_inputs(split, rows, part)
-    return ranking_metrics(rank_targets(model, hist, targets, rc.exclude_history, rc.eval_batch_size))
+def subset_metrics(model, split: SequenceSplit, rows: np.ndarray, part: str, rc: RankingConfig,
+                   intervals: bool = True) -> dict:
+    """Metrics of these users (those without a `part` target are not scored), with intervals by default."""
+    hist, targets = eval_sequences(split, part, rows)
+    return ranking_metrics(rank_targets(model, hist, targets, rc.exclude_history, rc.eval_batch_size), intervals)
 
 
 def train(cfg, split: SequenceSplit, run) -> dict:
@@ -69,7 +73,8 @@ def train(cfg, split: SequenceSplit, run) -> dict:
     run.save_json("model.json", {"description": result.description})
     rows = lcrec_test_rows(cfg, split)
     test = subset_metrics(result.model, split, rows, "test", rc)
-    return {"test": test, "test_all": result.test,
+    test_all = subset_metrics(result.model, split, np.arange(len(split.users)), "test", rc)
+    return {"test": test, "test_all": test_all, "exclude_seen": rc.exclude_history,
             "test_users": f"LC-Rec's test users under this config: {int(test['users'])} of {len(split.users)}",
             "valid_ndcg@10": result.best_valid_ndcg10, "best_epoch": result.best_epoch,
             "epochs": len(result.history), "stopped_early": result.stopped_early,
@@ -123,4 +128,5 @@ class SeqRankRecommender:
             rows = lcrec_test_rows(self.cfg, self.split)
         else:
             raise LlmrecError(f"evaluate: part must be valid, test or test_all for sasrec-rank, got {part!r}")
-        return subset_metrics(self.model, self.split, rows, "valid" if part == "valid" else "test", self.rc)
+        return subset_metrics(self.model, self.split, rows, "valid" if part == "valid" else "test", self.rc,
+                              intervals=part != "valid")

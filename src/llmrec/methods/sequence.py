@@ -1,5 +1,5 @@
-"""What the recommenders of the sequence family (sasrec-rank, lcrec) share: the users' known past, titles, the
-popularity fallback for unknown users, candidate checks, and which test users are scored.
+"""What the recommenders of the sequence family (sasrec-rank, popularity-rank, lcrec) share: the users' known
+past, titles, the popularity fallback for unknown users, candidate checks, and which test users are scored.
 
 The known past of a user is everything the run's leave-one-out split holds for them, oldest first: the train
 items (as many as the split kept), then the valid and the test item. `recommend` continues that sequence and
@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from llmrec.collab.ranking import popularity
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 
@@ -48,8 +49,7 @@ class SequenceUsers:
             tail = [int(x) for x in (row.valid, row.test) if int(x) > 0]
             self.past.append(np.asarray(list(np.asarray(row.train, dtype=np.int64)) + tail, dtype=np.int64))
         self.titles = {int(i): str(t) for i, t in zip(split.items["item_id"], split.items["title"])}
-        counts = np.bincount(np.concatenate([np.asarray(t, dtype=np.int64) for t in users["train"]]),
-                             minlength=split.n_items)[: split.n_items].astype(np.float64)
+        counts = popularity(split).astype(np.float64)
         counts[0] = -np.inf  # the padding id is never recommended
         self.popularity = counts
 

@@ -10,8 +10,18 @@ item (or random / from a file, for ablations and for the official processed data
 the tokenizer, the model's embeddings grown, the trie built; (4) LoRA (r 8, alpha 32, every linear projection,
 the new tokens' embedding and output rows trainable) or full fine-tuning through `llm.train.fit`, selecting the
 state with the best NDCG@10 of the constrained beam search on a fixed, seeded subset of validation users;
-(5) leave-one-out test: history = train items + the valid item, the test item ranked among the beam's top 20
-(a miss beyond it), HR@1/5/10 and NDCG@5/10.
+(5) leave-one-out test on every user (by default): history = train items + the valid item, the test item ranked
+among the beam's top 20 (a miss beyond it), HR@1/5/10, NDCG@5/10 and MRR, each with a 95% bootstrap interval over
+users (`hr@10_lo`, `hr@10_hi`, ...).
+
+Seen items (ours, `exclude_seen`, default on): the search leaves the user's history out, as sasrec-rank and
+popularity-rank rank only unseen items, so the three compare under one rule. The paper lets seen items come back;
+those metrics are reported too, from the same prompt forward, under `paper_` keys (`paper_hr@10`, ...).
+
+Departures from the paper, each a field whose docstring says so, with the paper's value one override away:
+`exclude_seen` (paper: false), `new_token_lr` (paper: None, one learning rate), the task `seqrec_all_positions`
+(paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec). `configs/lcrec-ml100k.yaml` uses
+them for a CPU budget; `LCRecConfig()` is the paper's recipe at a small budget.
 
 Out directory: `indices.json` (official format), `rqvae_report.json` (how the index was made; a learned index
 and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by embeddings and settings),
@@ -41,12 +51,13 @@ import yaml
 
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
-from llmrec.metrics import hit_rate, ndcg
+from llmrec.collab.ranking import ranking_metrics
 from llmrec.paths import atomic_dir, atomic_file, home
 from llmrec.methods.lcrec.embeddings import ENCODERS, item_embeddings
 from llmrec.methods.lcrec.rqvae import RQVAEConfig, build_index, random_index
-from llmrec.methods.lcrec.tasks import (TASKS, SeqRecEvalTask, SFTTask, UserText, build_samples,
-                                        seqrec_prompt)
+from llmrec.methods.lcrec.tasks import (PROMPT_KINDS, SEQUENCE_TASK, TASKS, SeqRecEvalTask, SFTTask, UserText,
+                                        build_samples, prompt_ids)
+from llmrec.methods.lcrec.templates import WRAPPERS
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import NEW_ROW_INITS, ItemIndex, add_index_tokens, index_token_ids
 from llmrec.methods.sequence import lcrec_eval_rows
@@ -86,8 +97,11 @@ class LCRecConfig:
     """RQ-VAE settings (levels, codebook size, epochs, ...); its `sinkhorn` is overridden by the field above."""
     tasks: dict = field(default_factory=lambda: {"seqrec": 1.0, "item2index": 1.0, "index2item": 1.0,
                                                  "fusionseqrec": 1.0, "itemsearch": 1.0, "preferenceobtain": 1.0})
-    """Task -> sampling ratio (1 all samples, 0.5 half, 2 twice with fresh templates, 0 none). itemsearch and
-    preferenceobtain need `user_text` and are skipped with a message without it."""
+    """Task -> sampling ratio (1 all samples, 0.5 half, 2 twice with fresh templates, 0 none); a task left out
+    is 0. The default is the paper's mix. itemsearch and preferenceobtain need `user_text` and are skipped with a
+    message without it. Ours: `seqrec_all_positions`, a window of the user's training sequence as the response
+    with the loss on every item after the first (up to `max_history` next-item targets per sample, where a
+    seqrec sample has one); ratio 1 = every window once. Paper: absent."""
     new_token_init: str = "normal"
     """Rows of the added index tokens: normal (distinct random rows, N(0, initializer_range^2): what the official
     code got from its transformers) or mean (transformers' current default: all rows one vector, a measured
@@ -95,7 +109,19 @@ class LCRecConfig:
     user_text: str | None = None
     """LC-Rec `<name>.user.json` (LLM-written preferences and intentions), keyed by raw ids; None: none."""
     max_history: int = 20
-    """History items in a prompt (the last ones; official 20)."""
+    """History items in a prompt (the last ones; official 20); all-positions windows hold max_history + 1
+    items, so each of their targets is read after at most as many items as an evaluation prompt shows."""
+    template: str = "alpaca"
+    """Prompt wrapper of every sample and evaluation prompt: alpaca (the paper's "Below is an instruction ...
+    ### Response:") or compact (ours: "<instruction>\\nResponse:", about 40 fewer tokens without loss)."""
+    eval_prompt: str = "seqrec"
+    """Prompt the next item is generated after: seqrec (the paper: seqrec template 0 with the history) or
+    sequence (ours: the all-positions prompt with the history spelled, as `seqrec_all_positions` trains it; no
+    EOS is scored after the index). sequence needs the seqrec_all_positions task."""
+    exclude_seen: bool = True
+    """Ours (paper: false): the beam search leaves the user's history items out, at test and validation, as
+    sasrec-rank and popularity-rank do under the same config. The paper's numbers (seen items allowed) are
+    reported beside, under paper_ keys. False: the paper's rule only."""
     max_length: int = 512
     """Token cap per training sample (longer prompts lose their start)."""
     finetune: str = "lora"
@@ -113,6 +139,10 @@ class LCRecConfig:
     or full (whole embedding and LM head train, peft modules_to_save; the official LoRA variant)."""
     lr: float = 1e-3
     """Peak AdamW learning rate (official full fine-tuning: 5e-5; LoRA on a small model learns faster at 1e-3)."""
+    new_token_lr: float | None = None
+    """Ours (paper: None, one learning rate for everything): the peak learning rate of the added tokens' rows
+    (input and output side; LoRA with embeddings=new_tokens only, where the rows are their own parameters).
+    Random rows need far larger steps than the adapters: 1e-2 against LoRA's 1e-3."""
     weight_decay: float = 0.01
     """AdamW weight decay (official: 0.01)."""
     warmup_ratio: float = 0.01
@@ -131,8 +161,9 @@ class LCRecConfig:
     """Stop after this many evaluations without gain (None: never)."""
     valid_users: int | None = 32
     """Validation users for model selection: a fixed seeded subset (None: all; beam search is the cost)."""
-    test_users: int | None = 200
-    """Test users (a fixed seeded subset; None: all users, the paper's protocol)."""
+    test_users: int | None = None
+    """Test users: None, every user (the paper's protocol; 943 on ml-100k), or a fixed seeded subset of this
+    many (a quicker, noisier check: 100 users give HR@10 a standard error of about 0.025)."""
     num_beams: int = 20
     """Beam width = items returned per user (official 20); ranks beyond it count as misses."""
     eval_batch_size: int = 4
@@ -160,6 +191,17 @@ class LCRecConfig:
             bad("tasks", f"expected a dict of task -> ratio over {', '.join(TASKS)}")
         if any(float(v) < 0 for v in self.tasks.values()):
             bad("tasks", "ratios must be >= 0")
+        if self.template not in WRAPPERS:
+            bad("template", f"expected one of {', '.join(WRAPPERS)}")
+        if self.eval_prompt not in PROMPT_KINDS:
+            bad("eval_prompt", f"expected one of {', '.join(PROMPT_KINDS)}")
+        if self.eval_prompt == "sequence" and not float(self.tasks.get(SEQUENCE_TASK, 0)) > 0:
+            bad("eval_prompt", f"'sequence' continues what the {SEQUENCE_TASK} task trains; give it a ratio > 0")
+        if self.new_token_lr is not None and not self.new_token_lr > 0:
+            bad("new_token_lr", "must be > 0 or None")
+        if self.new_token_lr is not None and (self.finetune != "lora" or self.embeddings != "new_tokens"):
+            bad("new_token_lr", "needs finetune=lora and embeddings=new_tokens (only there are the new rows their "
+                                "own parameters)")
         for name in ("num_beams", "eval_batch_size", "batch_size", "max_length"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
@@ -171,15 +213,6 @@ class LCRecConfig:
         if isinstance(self.rqvae, dict):
             self.rqvae = RQVAEConfig(**self.rqvae)
         self.rqvae.validate()
-
-
-def ranking_metrics(ranks) -> dict[str, float]:
-    """HR@1/5/10 and NDCG@5/10 of 1-based target ranks (ranks beyond the returned list count as misses)."""
-    r = np.asarray(ranks, dtype=np.float64)
-    out = {f"hr@{k}": hit_rate(r, k) for k in (1, 5, 10)}
-    out.update({f"ndcg@{k}": ndcg(r, k) for k in (5, 10)})
-    out["users"] = float(len(r))
-    return out
 
 
 def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=None) -> tuple[ItemIndex, dict]:
@@ -275,18 +308,82 @@ def eval_user_rows(cfg: LCRecConfig, n_users: int, part: str) -> np.ndarray:
     return lcrec_eval_rows(n_users, cfg.test_users, cfg.valid_users, cfg.seed, part)
 
 
+def generation_prompt(tok, history, index: ItemIndex, cfg: LCRecConfig) -> list[int]:
+    """Token ids after which the next item is generated, as `cfg.eval_prompt` and `cfg.template` say."""
+    return prompt_ids(tok, history, index, kind=cfg.eval_prompt, max_history=cfg.max_history, wrapper=cfg.template)
+
+
 def seqrec_eval_task(model, tok, split: SequenceSplit, index: ItemIndex, trie: IndexTrie, cfg: LCRecConfig,
-                     rows: np.ndarray, part: str) -> SeqRecEvalTask:
+                     rows: np.ndarray, part: str, paper_view: bool = False) -> SeqRecEvalTask:
     """Next-item ranking of these users by constrained beam search: valid reads the train items, test the train
-    items and the valid one."""
+    items and the valid one. Rows: one per user under `cfg.exclude_seen`; with paper_view (and exclude_seen),
+    two per user, the second letting seen items back (the paper's way). Users without a target are left out."""
     users = split.users.reset_index(drop=True)
-    prompts, targets = [], []
+    prompts, targets, seen = [], [], []
     for r in np.asarray(rows).tolist():
-        hist = list(users.at[r, "train"]) + ([int(users.at[r, "valid"])] if part == "test" else [])
-        prompts.append(list(tok(seqrec_prompt(hist, index, cfg.max_history))["input_ids"]))
+        if int(users.at[r, part]) <= 0:
+            continue
+        hist = [int(i) for i in users.at[r, "train"]] + ([int(users.at[r, "valid"])] if part == "test" else [])
+        prompts.append(generation_prompt(tok, hist, index, cfg))
         targets.append(int(users.at[r, part]))
+        seen.append(hist)
+    views = (cfg.exclude_seen,) + ((False,) if paper_view and cfg.exclude_seen else ())
+    # the sequence prompt trains items back to back, never an EOS after one: only the index is scored
+    eos = tok.eos_token_id if cfg.eval_prompt == "seqrec" else None
     return SeqRecEvalTask(model, prompts, targets, trie, num_beams=cfg.num_beams, pad_token_id=tok.pad_token_id,
-                          eos_token_id=tok.eos_token_id)
+                          eos_token_id=eos, exclude=seen, views=views)
+
+
+CURVE_INTERVALS = ("hr@10_lo", "hr@10_hi", "ndcg@10_lo", "ndcg@10_hi")
+"""The intervals a validation keeps (the learning curve's); a test keeps them all."""
+
+
+def eval_metrics(task: SeqRecEvalTask, ranks: np.ndarray, valid: bool = False) -> dict:
+    """`ranking_metrics` with intervals of an evaluation's ranks: the first view's plain, a second (paper)
+    view's as paper_*. valid: only the HR@10 / NDCG@10 intervals (the loop prints every metric it gets)."""
+    ranks = np.asarray(ranks).reshape(-1, len(task.views))
+    out = ranking_metrics(ranks[:, 0], intervals=True)
+    if ranks.shape[1] > 1:
+        out.update(ranking_metrics(ranks[:, 1], intervals=True, prefix="paper_"))
+    if valid:
+        out = {k: v for k, v in out.items() if not k.endswith(("_lo", "_hi")) or k in CURVE_INTERVALS}
+    return out
+
+
+def evaluate_users(task: SeqRecEvalTask, batch_size: int, valid: bool = False) -> dict:
+    """Rank every row of an evaluation task (each user's views in one batch) and report its metrics."""
+    from llmrec.llm.train import predict_rows
+
+    return eval_metrics(task, predict_rows(task, task.n_rows, batch_size=batch_size * len(task.views)), valid)
+
+
+def new_token_groups(model, cfg: LCRecConfig) -> list[dict]:
+    """The loop's parameter groups: the added tokens' rows (peft's trainable-token deltas) at new_token_lr."""
+    if cfg.new_token_lr is None:
+        return []
+    rows = [p for n, p in model.named_parameters() if p.requires_grad and "trainable_tokens_delta" in n]
+    if not rows:
+        raise LlmrecError("LCRecConfig.new_token_lr: the model has no trainable new-token rows")
+    return [{"params": rows, "lr": cfg.new_token_lr}]
+
+
+def learning_curve(history: list[dict], samples, train_cfg, n_processes: int = 1) -> list[dict]:
+    """Per evaluation of the loop: training samples, next-item targets trained (the samples' `targets` summed
+    over the rows the loop consumed, in its order), training seconds and the valid HR@10 / NDCG@10."""
+    from llmrec.llm.train import _Plan  # the loop's batch order, so the counts are the rows it really took
+
+    plan = _Plan(len(samples), train_cfg.batch_size, n_processes, train_cfg.grad_accum_steps, train_cfg.seed)
+    per_row = np.asarray([s.targets for s in samples], dtype=np.int64)
+    micros = max((h["step"] for h in history), default=0) * train_cfg.grad_accum_steps
+    orders, per_micro = {}, []
+    for m in range(micros):
+        epoch, pos = divmod(m, plan.micro_per_epoch)
+        order = orders.setdefault(epoch, plan.epoch_order(epoch))
+        per_micro.append(int(per_row[order[pos * plan.global_batch:(pos + 1) * plan.global_batch]].sum()))
+    done = np.r_[0, np.cumsum(per_micro, dtype=np.int64)]
+    keys = ("hr@10", "ndcg@10") + CURVE_INTERVALS
+    return [{"step": h["step"], "samples": h["samples"], "targets": int(done[h["step"] * train_cfg.grad_accum_steps]),
+             "train_seconds": h["train_seconds"], **{k: h[k] for k in keys if k in h}} for h in history]
 
 
 def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, *,
@@ -296,7 +393,7 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
     user_text: LLM-written user texts already mapped to internal ids (else read from `config.user_text` with the
     split's raw ids when the split carries them in `meta['raw_user_ids']` / `meta['raw_item_ids']`)."""
     from llmrec.llm.backbones import load_backbone
-    from llmrec.llm.train import TrainConfig, fit, predict_rows
+    from llmrec.llm.train import TrainConfig, fit, make_accelerator
 
     cfg = config
     cfg.validate()
@@ -327,35 +424,38 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
         user_text = UserText.load(cfg.user_text, {r: k + 1 for k, r in enumerate(raw_u)},
                                   {r: k + 1 for k, r in enumerate(raw_i)})
     samples, task_counts = build_samples(split, index, cfg.tasks, max_history=cfg.max_history, seed=cfg.seed,
-                                         user_text=user_text)
+                                         user_text=user_text, wrapper=cfg.template)
 
-    def eval_task(rows: np.ndarray, part: str) -> SeqRecEvalTask:
-        return seqrec_eval_task(model, tok, split, index, trie, cfg, rows, part)
+    def eval_task(part: str) -> SeqRecEvalTask:  # the test also reports the paper's way (seen items allowed)
+        return seqrec_eval_task(model, tok, split, index, trie, cfg, eval_user_rows(cfg, len(split.users), part),
+                                part, paper_view=part == "test")
 
-    valid_rows = eval_user_rows(cfg, len(split.users), "valid")
-    test_rows = eval_user_rows(cfg, len(split.users), "test")
-    valid_task = eval_task(valid_rows, "valid")
+    valid_task, test_task = eval_task("valid"), eval_task("test")
     train_cfg = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                             batch_size=cfg.batch_size, grad_accum_steps=cfg.grad_accum_steps,
                             max_steps=cfg.max_steps, epochs=cfg.epochs, eval_every=cfg.eval_every,
                             patience=cfg.patience, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed)
-    result = fit(SFTTask(model, tok, samples, cfg.max_length), n_train_rows=len(samples), eval_rows=len(valid_rows),
-                 evaluate=ranking_metrics, config=train_cfg, out_dir=out_dir / "train",
-                 selection_metric="ndcg@10", eval_task=valid_task)
+    sft = SFTTask(model, tok, samples, cfg.max_length, lr_groups=new_token_groups(model, cfg))
+    result = fit(sft, n_train_rows=len(samples), eval_rows=valid_task.n_rows,
+                 evaluate=lambda ranks: eval_metrics(valid_task, ranks, valid=True), config=train_cfg,
+                 out_dir=out_dir / "train", selection_metric="ndcg@10", eval_task=valid_task)
 
     t_test = time.perf_counter()
-    test_ranks = predict_rows(eval_task(test_rows, "test"), len(test_rows), batch_size=cfg.eval_batch_size)
+    test = evaluate_users(test_task, cfg.eval_batch_size)
     test_seconds = time.perf_counter() - t_test
     if cfg.finetune == "lora":
         with atomic_dir(out_dir / "adapter") as tmp:
             model.save_pretrained(tmp)
+    curve = learning_curve(result.history, samples, train_cfg, make_accelerator().num_processes)
     metrics = {
-        "test": ranking_metrics(test_ranks), "valid": result.best_metrics, "best_step": result.best_step,
-        "steps": result.steps, "samples_seen": result.samples_seen, "train_samples": len(samples),
-        "tasks": task_counts, "train_seconds": round(result.train_seconds, 1),
-        "tokens_per_second": result.tokens_per_second, "test_seconds": round(test_seconds, 1),
-        "test_seconds_per_user": round(test_seconds / max(1, len(test_rows)), 3),
-        "total_seconds": round(time.perf_counter() - t_start, 1), "history": result.history,
+        "test": test, "valid": result.best_metrics, "best_step": result.best_step,
+        "exclude_seen": cfg.exclude_seen, "steps": result.steps, "samples_seen": result.samples_seen,
+        "targets_seen": curve[-1]["targets"] if curve else None, "train_samples": len(samples),
+        "train_targets": int(sum(s.targets for s in samples)), "tasks": task_counts,
+        "train_seconds": round(result.train_seconds, 1), "tokens_per_second": result.tokens_per_second,
+        "test_seconds": round(test_seconds, 1),
+        "test_seconds_per_user": round(test_seconds / max(1, len(test_task.prompts)), 3),
+        "total_seconds": round(time.perf_counter() - t_start, 1), "curve": curve, "history": result.history,
         "index": {k: index_report.get(k) for k in ("kind", "collision_rate_argmin", "collision_rate_sinkhorn",
                                                     "resolved_deterministically", "collision_rate_final",
                                                     "codebook_usage", "recon_mse") if k in index_report},

@@ -8,9 +8,10 @@ the added rows' initial embeddings restored, the same LoRA (or full) wrapping, t
 (`train/best/trainable.safetensors`) loaded. `evaluate(part)` therefore reproduces the run's metrics.
 
 Recommendations continue the user's known past (train + valid + test items, see `llmrec.methods.sequence`):
-the constrained beam search runs with `k + len(past)` beams (at least the run's `num_beams`), so after dropping
-the items already had there are still k, all distinct and existing. With `candidates`, every candidate is
-scored by the teacher-forced log-probability of its index (then EOS) and the best k are returned, seen or not.
+the constrained beam search leaves those items out of the trie (at least the run's `num_beams` beams), so k
+distinct, existing, unseen items come back whenever the catalogue has them. With `candidates`, every candidate
+is scored by the teacher-forced log-probability of its index (then EOS when the run's prompt ends in one) and
+the best k are returned, seen or not.
 """
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ import yaml
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.generate import constrained_beam_search, score_all_items
-from llmrec.methods.lcrec.recipe import (LCRecConfig, apply_finetuning, eval_user_rows, ranking_metrics,
-                                         seqrec_eval_task)
-from llmrec.methods.lcrec.tasks import seqrec_prompt
+from llmrec.methods.lcrec.recipe import (LCRecConfig, apply_finetuning, eval_user_rows, evaluate_users,
+                                         generation_prompt, seqrec_eval_task)
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
 from llmrec.methods.sequence import SequenceUsers
@@ -75,8 +75,10 @@ class LCRecRecommender:
         model.eval()
         return cls(model, tok, index, index_token_ids(index, token_ids), cfg, split)
 
-    def _prompt(self, history) -> list[int]:
-        return list(self.tok(seqrec_prompt(history, self.index, self.cfg.max_history))["input_ids"])
+    @property
+    def _eos(self) -> int | None:
+        """EOS is scored after an index only where training put one there (the seqrec prompt)."""
+        return self.tok.eos_token_id if self.cfg.eval_prompt == "seqrec" else None
 
     def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, log-probability of its index) that the model generates after the user's past."""
@@ -84,23 +86,20 @@ class LCRecRecommender:
         past = self.users.history(user)
         if past is None:
             return self.users.popular(user, k, cand)
-        prompt = self._prompt(past)
+        prompt = generation_prompt(self.tok, past, self.index, self.cfg)
         if cand is not None:
             table = np.vstack([np.full((1, self.index.levels), -1), self.token_table[cand]])
-            scores = score_all_items(self.model, prompt, table, eos_token_id=self.tok.eos_token_id)[1:].numpy()
+            scores = score_all_items(self.model, prompt, table, eos_token_id=self._eos)[1:].numpy()
             return self.users.top(cand, scores, k)
-        seen = set(past.tolist())
-        beams = min(self.split.n_items - 1, max(self.cfg.num_beams, k + len(seen)))
-        res = constrained_beam_search(self.model, [prompt], self.trie, num_beams=beams,
-                                      pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
+        res = constrained_beam_search(self.model, [prompt], self.trie, num_beams=max(self.cfg.num_beams, k),
+                                      pad_token_id=self.tok.pad_token_id, eos_token_id=self._eos,
+                                      exclude=[past.tolist()])
         items, scores = res.items[0].tolist(), res.scores[0].tolist()
-        keep = [(i, s) for i, s in zip(items, scores) if i > 0 and i not in seen][:k]
-        return [(i, self.users.titles.get(i, ""), float(s)) for i, s in keep]
+        return [(i, self.users.titles.get(i, ""), float(s)) for i, s in zip(items, scores) if i > 0][:k]
 
     def evaluate(self, part: str = "test") -> dict:
-        """HR@1/5/10, NDCG@5/10 on the run's seeded valid or test users (as in training)."""
-        from llmrec.llm.train import predict_rows
-
+        """The run's metrics on its valid or test users (as in training; test with the paper_ view too)."""
         rows = eval_user_rows(self.cfg, len(self.split.users), part)
-        task = seqrec_eval_task(self.model, self.tok, self.split, self.index, self.trie, self.cfg, rows, part)
-        return ranking_metrics(predict_rows(task, len(rows), batch_size=self.cfg.eval_batch_size))
+        task = seqrec_eval_task(self.model, self.tok, self.split, self.index, self.trie, self.cfg, rows, part,
+                                paper_view=part == "test")
+        return evaluate_users(task, self.cfg.eval_batch_size, valid=part == "valid")

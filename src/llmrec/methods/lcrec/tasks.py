@@ -7,15 +7,21 @@ Samples (official `data.py`, one template drawn per sample, seeded):
 - `fusionseqrec`: the same prefixes: history indices -> next item's title or description; history titles -> next
   index;
 - `itemsearch` and `preferenceobtain`: need LLM-written user texts (the official `<name>.user.json`: explicit
-  preferences and vague intentions). Without them they are skipped with a message, never made up.
+  preferences and vague intentions). Without them they are skipped with a message, never made up;
+- `seqrec_all_positions` (ours, not the paper's): the response is a window of the user's training sequence,
+  items spelled one after another (no separators, no EOS), with the loss on every index token of every item but
+  the first: one forward trains up to `max_history` next-item targets where a `seqrec` sample trains one.
+  Windows hold max_history + 1 items and overlap by one, so every item from the second on is a target once,
+  read after at most max_history items (as an evaluation prompt shows them).
 A template is only drawn among those whose fields the sample has (no title -> no title templates). Titles are
 stripped of trailing ".!?,;:`" as the official code does; descriptions are the item's text column, cleaned.
 
 Per-task sampling ratio r: r <= 1 keeps a seeded random share r of the task's samples, r > 1 repeats them
 (floor(r) full passes, each with its own template draws, plus a share of the rest); 0 drops the task.
 
-Tokens: prompt = the Alpaca wrapper ending in "### Response:", response = the answer then EOS; the loss is the
-cross-entropy on the response tokens only. Batches are left-padded with explicit position ids, so every row's
+Tokens: prompt = the Alpaca wrapper ending in "### Response:" (or ours, the compact "...\nResponse:"), response =
+the answer then EOS; the loss is the cross-entropy on the response tokens only (all-positions samples: from the
+second item on). Batches are left-padded with explicit position ids, so every row's
 response sits in the last columns and only those positions go through the LM head (`logits_to_keep`).
 """
 from __future__ import annotations
@@ -35,11 +41,16 @@ from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.embeddings import clean_text
 from llmrec.methods.lcrec.generate import constrained_beam_search
-from llmrec.methods.lcrec.templates import SFT_PROMPT, TEMPLATES
+from llmrec.methods.lcrec.templates import SEQUENCE_INSTRUCTION, TEMPLATES, WRAPPERS
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex
 
-TASKS = tuple(TEMPLATES)
+SEQUENCE_TASK = "seqrec_all_positions"
+TASKS = tuple(TEMPLATES) + (SEQUENCE_TASK,)
+NEXT_ITEM_TASKS = ("seqrec", "fusionseqrec", "itemsearch", SEQUENCE_TASK)
+"""Tasks whose index responses are next-item targets (counted in `Sample.targets`)."""
+PROMPT_KINDS = ("seqrec", "sequence")
+"""Evaluation prompts: the paper's seqrec template 0, or ours, the all-positions prompt continued."""
 TEXT_TASKS = ("itemsearch", "preferenceobtain")
 """Tasks that need LLM-written user texts."""
 _FIELD_NAMES = ("inters", "inter_titles", "item", "title", "description", "explicit_preference",
@@ -55,6 +66,10 @@ class Sample:
     """The wrapped instruction, ending with '### Response:'."""
     response: str
     """The answer (no EOS; the tokeniser adds it)."""
+    sequence: list[str] | None = None
+    """All-positions samples: the response's items, spelled, in order (the loss skips the first)."""
+    targets: int = 0
+    """Next-item index targets the sample trains (seqrec: 1, all-positions: items - 1, alignment tasks: 0)."""
 
 
 @dataclass
@@ -111,19 +126,22 @@ class ItemText:
         self.description = {int(i): clean_text(t) for i, t in zip(frame["item_id"], frame["text"])}
 
 
-def wrap(instruction: str, response: str = "") -> str:
-    return SFT_PROMPT.format(instruction=instruction, response=response)
+def wrap(instruction: str, response: str = "", wrapper: str = "alpaca") -> str:
+    """The instruction in the named wrapper (`templates.WRAPPERS`), followed by `response`."""
+    if wrapper not in WRAPPERS:
+        raise LlmrecError(f"prompt wrapper: expected one of {', '.join(WRAPPERS)}, got {wrapper!r}")
+    return WRAPPERS[wrapper].format(instruction=instruction, response=response)
 
 
 def _fields(template: tuple[str, str]) -> set[str]:
     return {f for f in _FIELD_NAMES if "{" + f + "}" in template[0] + template[1]}
 
 
-def _fill(template: tuple[str, str], values: dict) -> Sample | None:
+def _fill(template: tuple[str, str], values: dict, wrapper: str = "alpaca") -> Sample | None:
     need = _fields(template)
     if any(not values.get(f) for f in need):
         return None
-    return Sample("", wrap(template[0].format(**values)), template[1].format(**values))
+    return Sample("", wrap(template[0].format(**values), wrapper=wrapper), template[1].format(**values))
 
 
 def history_values(history, spelled: list[str], text: ItemText, max_history: int) -> dict:
@@ -133,37 +151,72 @@ def history_values(history, spelled: list[str], text: ItemText, max_history: int
     return {"inters": ", ".join(spelled[i] for i in hist), "inter_titles": ", ".join(titles)}
 
 
-def seqrec_prompt(history, index: ItemIndex, max_history: int = 20, template: int = 0) -> str:
+def _last(history, max_history: int) -> list[int]:
+    hist = [int(i) for i in history]
+    return hist[-max_history:] if max_history > 0 else hist
+
+
+def seqrec_prompt(history, index: ItemIndex, max_history: int = 20, template: int = 0,
+                  wrapper: str = "alpaca") -> str:
     """The evaluation prompt (official test: seqrec template 0) for a history of item ids."""
     instruction = TEMPLATES["seqrec"][template][0].format(inters=", ".join(
-        index.spell(int(i)) for i in list(history)[-max_history:]))
-    return wrap(instruction)
+        index.spell(i) for i in _last(history, max_history)))
+    return wrap(instruction, wrapper=wrapper)
 
 
-def _draw(task: str, candidates: list[dict], ratio: float, rng: np.random.Generator) -> list[Sample]:
+def prompt_ids(tokenizer, history, index: ItemIndex, *, kind: str = "seqrec", max_history: int = 20,
+               wrapper: str = "alpaca") -> list[int]:
+    """Token ids after which the next item is generated: kind 'seqrec' (the paper's template-0 question) or
+    'sequence' (ours: the all-positions prompt and the last `max_history` items spelled, as in training)."""
+    if kind == "seqrec":
+        return list(tokenizer(seqrec_prompt(history, index, max_history, wrapper=wrapper))["input_ids"])
+    if kind != "sequence":
+        raise LlmrecError(f"evaluation prompt: expected one of {', '.join(PROMPT_KINDS)}, got {kind!r}")
+    items = "".join(index.spell(i) for i in _last(history, max_history))
+    return list(tokenizer(wrap(SEQUENCE_INSTRUCTION, wrapper=wrapper))["input_ids"]) + \
+        (list(tokenizer(items, add_special_tokens=False)["input_ids"]) if items else [])
+
+
+def _picks(n: int, ratio: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Candidate positions for a sampling ratio: floor(ratio) full passes, then a seeded share of the rest."""
+    whole, frac = int(math.floor(ratio)), ratio - math.floor(ratio)
+    picks = [np.arange(n)] * whole
+    if frac > 0:
+        picks.append(np.sort(rng.choice(n, size=int(round(frac * n)), replace=False)))
+    return picks
+
+
+def _draw(task: str, candidates: list[dict], ratio: float, rng: np.random.Generator,
+          wrapper: str = "alpaca") -> list[Sample]:
     if ratio <= 0 or not candidates:
         return []
-    whole, frac = int(math.floor(ratio)), ratio - math.floor(ratio)
-    picks = [np.arange(len(candidates))] * whole
-    if frac > 0:
-        picks.append(np.sort(rng.choice(len(candidates), size=int(round(frac * len(candidates))), replace=False)))
     out = []
     templates = [(t, _fields(t)) for t in TEMPLATES[task]]
-    for pick in picks:
+    for pick in _picks(len(candidates), ratio, rng):
         for c in pick.tolist():
             values = candidates[c]
             usable = [t for t, need in templates if all(values.get(f) for f in need)]
             if not usable:
                 continue
-            s = _fill(usable[int(rng.integers(len(usable)))], values)
+            template = usable[int(rng.integers(len(usable)))]
+            s = _fill(template, values, wrapper)
             s.task = task
+            s.targets = int(task in NEXT_ITEM_TASKS and template[1] == "{item}")
             out.append(s)
     return out
 
 
+def sequence_windows(seq, max_history: int) -> list[list[int]]:
+    """Windows of max_history + 1 items (the whole sequence when max_history <= 0), overlapping by one: every
+    item from the second on is a target of exactly one window."""
+    seq = [int(i) for i in seq]
+    size = max_history + 1 if max_history > 0 else max(len(seq), 2)
+    return [seq[s:s + size] for s in range(0, max(len(seq) - 1, 0), size - 1)]
+
+
 def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, float], *, max_history: int = 20,
-                  seed: int = 42, user_text: UserText | None = None,
-                  log: Callable[[str], None] = print) -> tuple[list[Sample], dict]:
+                  seed: int = 42, user_text: UserText | None = None, log: Callable[[str], None] = print,
+                  wrapper: str = "alpaca") -> tuple[list[Sample], dict]:
     """Training samples of the requested tasks (see module docstring) and a summary {task: count or reason}."""
     unknown = [t for t in ratios if t not in TASKS]
     if unknown:
@@ -180,6 +233,15 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
     for task in TASKS:
         ratio = float(ratios.get(task, 0.0))
         if ratio <= 0:
+            continue
+        if task == SEQUENCE_TASK:
+            windows = [w for seq in split.users["train"] for w in sequence_windows(seq, max_history)]
+            prompt = wrap(SEQUENCE_INSTRUCTION, wrapper=wrapper)
+            got = [Sample(task, prompt, "".join(spelled[i] for i in windows[c]),
+                          sequence=[spelled[i] for i in windows[c]], targets=len(windows[c]) - 1)
+                   for pick in _picks(len(windows), ratio, rng) for c in pick.tolist()]
+            summary[task] = len(got)
+            samples.extend(got)
             continue
         if task in ("seqrec", "fusionseqrec"):
             cands = [{**history_values(h, spelled, text, max_history), "item": spelled[t],
@@ -210,7 +272,7 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
                               "item_related_intention": it["item"],
                               "query": [it["user"], it["item"]][int(rng.integers(2))],
                               "explicit_preference": prefs[int(rng.integers(len(prefs)))] if prefs else ""})
-        got = _draw(task, cands, ratio, rng)
+        got = _draw(task, cands, ratio, rng, wrapper)
         summary[task] = len(got)
         samples.extend(got)
     if not samples:
@@ -219,9 +281,17 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
 
 
 def encode(tokenizer, sample: Sample, max_length: int = 512) -> tuple[list[int], int]:
-    """(token ids of prompt + response + EOS, number of prompt tokens). Over `max_length`: the response keeps
-    at most half of it, the prompt loses tokens from its start."""
+    """(token ids of prompt + response + EOS, position of the first token with loss: the number of prompt
+    tokens). Over `max_length`: the response keeps at most half of it, the prompt loses tokens from its start.
+    All-positions samples: prompt + items (no EOS), the loss from the second item on; never cut."""
     prompt = list(tokenizer(sample.prompt)["input_ids"])
+    if sample.sequence is not None:
+        first = len(tokenizer(sample.sequence[0], add_special_tokens=False)["input_ids"])
+        response = list(tokenizer("".join(sample.sequence), add_special_tokens=False)["input_ids"])
+        if len(prompt) + len(response) > max_length:
+            raise LlmrecError(f"LC-Rec: an all-positions sample has {len(prompt) + len(response)} tokens, over "
+                              f"max_length={max_length}; raise max_length or lower max_history")
+        return prompt + response, len(prompt) + first
     response = list(tokenizer(sample.response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
     if len(prompt) + len(response) > max_length:
         response = response[: max(1, max_length // 2)] if len(response) > max_length // 2 else response
@@ -232,15 +302,21 @@ def encode(tokenizer, sample: Sample, max_length: int = 512) -> tuple[list[int],
 class SFTTask:
     """`llm.train.Task` over samples: loss = mean cross-entropy over the response tokens of a batch.
 
-    Samples are tokenised when a batch first needs them (a CPU budget touches a small share of them)."""
+    Samples are tokenised when a batch first needs them (a CPU budget touches a small share of them).
+    lr_groups: `param_groups()` for the loop, e.g. the new token rows at their own learning rate."""
 
-    def __init__(self, model, tokenizer, samples: list[Sample], max_length: int = 512):
+    def __init__(self, model, tokenizer, samples: list[Sample], max_length: int = 512,
+                 lr_groups: list[dict] | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.samples = samples
         self.max_length = max_length
         self.pad_token_id = tokenizer.pad_token_id
+        self.lr_groups = lr_groups or []
         self._encoded: dict[int, tuple[list[int], int]] = {}
+
+    def param_groups(self) -> list[dict]:
+        return self.lr_groups
 
     def encoded(self, row: int) -> tuple[list[int], int]:
         if row not in self._encoded:
@@ -256,12 +332,12 @@ class SFTTask:
         ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-        for b, (seq, n_prompt) in enumerate(seqs):
+        for b, (seq, n_prompt) in enumerate(seqs):  # n_prompt: the first position with loss
             start = width - len(seq)
             ids[b, start:] = torch.as_tensor(seq)
             mask[b, start:] = 1
             labels[b, start + n_prompt:] = torch.as_tensor(seq[n_prompt:])
-        keep = max(len(seq) - n for seq, n in seqs)  # response tokens sit in the last `keep` columns
+        keep = max(len(seq) - n for seq, n in seqs)  # loss tokens sit in the last `keep` columns
         return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
                 "labels": labels[:, width - keep:], "n_tokens": int(mask.sum())}
 
@@ -278,14 +354,26 @@ class SFTTask:
 
 class SeqRecEvalTask:
     """`llm.train.Task` whose predict() is the 1-based rank of each row's target among the constrained beam
-    search's items (inf = not returned, a miss at every cut-off): `fit` evaluates NDCG@10 on it."""
+    search's items (inf = not returned, a miss at every cut-off): `fit` evaluates NDCG@10 on it.
+
+    Row r is prompt r // len(views) under view r % len(views): views[v] True leaves the prompt's `exclude`
+    items (the user's history) out of the search, False lets them come back (the paper's way). Both views of a
+    prompt in one batch share its forward."""
 
     def __init__(self, model, prompts: list[list[int]], targets: list[int], trie: IndexTrie, *,
-                 num_beams: int = 20, pad_token_id: int, eos_token_id: int | None):
-        if len(prompts) != len(targets):
-            raise LlmrecError("SeqRecEvalTask: prompts and targets differ in length")
+                 num_beams: int = 20, pad_token_id: int, eos_token_id: int | None, exclude: list | None = None,
+                 views: tuple[bool, ...] = (False,)):
+        if len(prompts) != len(targets) or (exclude is not None and len(exclude) != len(prompts)):
+            raise LlmrecError("SeqRecEvalTask: prompts, targets and exclusions differ in length")
+        if any(views) and exclude is None:
+            raise LlmrecError("SeqRecEvalTask: a view that excludes items needs `exclude`")
         self.model, self.prompts, self.targets, self.trie = model, prompts, list(targets), trie
         self.num_beams, self.pad_token_id, self.eos_token_id = num_beams, pad_token_id, eos_token_id
+        self.exclude, self.views = exclude, tuple(views)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.prompts) * len(self.views)
 
     def trainable_module(self):
         return self.model
@@ -297,8 +385,10 @@ class SeqRecEvalTask:
         raise NotImplementedError("SeqRecEvalTask only evaluates")
 
     def predict(self, batch: dict) -> torch.Tensor:
-        rows = batch["rows"].tolist()
-        res = constrained_beam_search(self.model, [self.prompts[r] for r in rows], self.trie,
+        V = len(self.views)
+        pairs = [divmod(r, V) for r in batch["rows"].tolist()]
+        exclude = [self.exclude[p] if self.views[v] else None for p, v in pairs] if any(self.views) else None
+        res = constrained_beam_search(self.model, [self.prompts[p] for p, _ in pairs], self.trie,
                                       num_beams=self.num_beams, pad_token_id=self.pad_token_id,
-                                      eos_token_id=self.eos_token_id)
-        return res.ranks([self.targets[r] for r in rows]).float()
+                                      eos_token_id=self.eos_token_id, exclude=exclude)
+        return res.ranks([self.targets[p] for p, _ in pairs]).float()

@@ -2,13 +2,25 @@
 
 Fields: {inters} history as indices, {inter_titles} history as quoted titles, {item} an index, {title},
 {description}, {explicit_preference}, {user_related_intention}, {item_related_intention}, {query}.
-The official run tests sequential recommendation with seqrec template 0.
+The official run tests sequential recommendation with seqrec template 0. The compact wrapper and the
+all-positions instruction below are ours, not the official code's.
 """
 from __future__ import annotations
 
 SFT_PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
               "request.\n\n### Instruction:\n{instruction}\n\n### Response:{response}")
 """The Alpaca-style wrapper; the response follows "### Response:" with no space."""
+
+COMPACT_PROMPT = "{instruction}\nResponse:{response}"
+"""Ours (`LCRecConfig.template="compact"`): the instruction and a short response marker, without the Alpaca
+preamble (about 40 fewer prompt tokens per sample that carry no loss)."""
+
+WRAPPERS = {"alpaca": SFT_PROMPT, "compact": COMPACT_PROMPT}
+"""`LCRecConfig.template` -> wrapper ({instruction}, {response})."""
+
+SEQUENCE_INSTRUCTION = "List the items the user interacted with, in chronological order."
+"""Ours: the instruction of the all-positions task (`seqrec_all_positions`), whose response is the user's items
+spelled one after another; the model predicts each next item from the ones before it."""
 
 SEQREC = [
     ("The user has interacted with items {inters} in chronological order. Can you predict the next possible item that the user may expect?", "{item}"),
