@@ -40,3 +40,27 @@ def synthetic_split(n_users: int = 12, n_items: int = 25, seed: int = 0) -> Sequ
                           "text": [["Drama", "Comedy, Action", ""][i % 3] for i in range(1, n_items)]})
     return SequenceSplit(name="synthetic", users=pd.DataFrame(rows), items=items, n_users=n_users + 1,
                          n_items=n_items, meta={})
+
+
+def planted_split(n_users: int, seed: int, pattern: bool = True, n_items: int = 31) -> SequenceSplit:
+    """Sequences of 6-10 items. pattern: every item is followed by its successor on one fixed cycle through the
+    whole catalogue (the same cycle for every seed), so the next item is a function of the last one; else the
+    items are drawn at random without repeats (the shuffled-target control)."""
+    cycle = np.random.default_rng(0).permutation(np.arange(1, n_items))
+    successor = np.zeros(n_items, dtype=np.int64)
+    successor[cycle] = np.roll(cycle, -1)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(1, n_users + 1):
+        length = int(rng.integers(6, 11))
+        if pattern:
+            seq = [int(rng.integers(1, n_items))]
+            while len(seq) < length:
+                seq.append(int(successor[seq[-1]]))
+        else:
+            seq = rng.choice(np.arange(1, n_items), size=length, replace=False).tolist()
+        rows.append({"user_id": u, "train": np.asarray(seq[:-2], dtype=np.int64), "valid": seq[-2], "test": seq[-1]})
+    items = pd.DataFrame({"item_id": np.arange(1, n_items), "title": [f"Item {i}" for i in range(1, n_items)],
+                          "text": ""})
+    return SequenceSplit(name="planted", users=pd.DataFrame(rows), items=items, n_users=n_users + 1,
+                         n_items=n_items, meta={})
