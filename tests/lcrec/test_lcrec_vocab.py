@@ -82,3 +82,17 @@ def test_mean_init_gives_identical_rows_and_a_bad_init_is_refused():
     assert _cosines(model.get_input_embeddings().weight[ids].detach()).min() > 0.999
     with pytest.raises(LlmrecError, match="new token init"):
         add_index_tokens(*tiny_backbone(), synthetic_index(), init="zeros")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_matched_rows_take_the_scale_of_the_rows_they_join(tied):
+    model, tok = tiny_backbone(tie_word_embeddings=tied)
+    with torch.no_grad():  # a trained vocabulary: rows three times the initializer_range (SmolLM2: 0.136 vs 0.02)
+        model.get_input_embeddings().weight.mul_(3.0)
+        if not tied:
+            model.get_output_embeddings().weight.mul_(3.0)
+    old_std = model.get_input_embeddings().weight.std().item()
+    ids = sorted(add_index_tokens(model, tok, synthetic_index(), init="matched").values())
+    for w in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+        assert w[ids].std().item() == pytest.approx(old_std, rel=0.2)
+        assert _cosines(w[ids].detach()).abs().max() < 0.7

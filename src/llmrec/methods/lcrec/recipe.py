@@ -104,7 +104,8 @@ class LCRecConfig:
     seqrec sample has one); ratio 1 = every window once. Paper: absent."""
     new_token_init: str = "normal"
     """Rows of the added index tokens: normal (distinct random rows, N(0, initializer_range^2): what the official
-    code got from its transformers) or mean (transformers' current default: all rows one vector, a measured
+    code got from its transformers), matched (ours: N(0, s^2) with s the existing rows' standard deviation, the
+    scale of the vocabulary they join) or mean (transformers' current default: all rows one vector, a measured
     handicap kept for comparison)."""
     user_text: str | None = None
     """LC-Rec `<name>.user.json` (LLM-written preferences and intentions), keyed by raw ids; None: none."""

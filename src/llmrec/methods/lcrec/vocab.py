@@ -126,7 +126,7 @@ class ItemIndex:
         return cls.from_json(data, n_items, where=str(path))
 
 
-NEW_ROW_INITS = ("normal", "mean")
+NEW_ROW_INITS = ("normal", "matched", "mean")
 
 
 def add_index_tokens(model, tokenizer, index: ItemIndex, *, init: str = "normal", seed: int = 0) -> dict[str, int]:
@@ -136,6 +136,8 @@ def add_index_tokens(model, tokenizer, index: ItemIndex, *, init: str = "normal"
     harmless). The rows of the tokens added by this call, input and (untied) output side:
     - init="normal": distinct random rows, N(0, initializer_range^2) per coordinate, drawn from a generator
       seeded by `seed`: what `resize_token_embeddings` gave when the official code ran (transformers < 4.46);
+    - init="matched": the same with the standard deviation of the existing rows (their scale; a trained model's
+      rows are often much larger than its initializer_range: SmolLM2-135M 0.136 against 0.02);
     - init="mean": transformers' current default, the old rows' mean plus noise of 1e-9 times their covariance:
       every new row is the same vector (pairwise cosine 1.000), so all index tokens start with one logit and
       one input vector. Kept to measure that.
@@ -151,21 +153,20 @@ def add_index_tokens(model, tokenizer, index: ItemIndex, *, init: str = "normal"
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=init == "mean")
-        if init == "normal":
-            init_rows(model, [i for i in ids.values() if i >= before], seed)
+        if init != "mean":
+            init_rows(model, [i for i in ids.values() if i >= before], seed, matched=init == "matched")
     for t, i in ids.items():  # the one property everything else relies on
         if tokenizer(t, add_special_tokens=False)["input_ids"] != [i]:
             raise LlmrecError(f"tokenizer splits the added index token {t!r}")
     return ids
 
 
-def init_rows(model, token_ids: list[int], seed: int = 0) -> None:
-    """Draw the rows of `token_ids` from N(0, initializer_range^2), input embedding and (when untied) output
-    head independently. Drawn here, not left to the resize, so that they are seeded and the same under every
-    transformers version."""
+def init_rows(model, token_ids: list[int], seed: int = 0, matched: bool = False) -> None:
+    """Draw the rows of `token_ids` from N(0, s^2), s = initializer_range (matched: the standard deviation of the
+    other rows of the same matrix), input embedding and (when untied) output head independently. Drawn here, not
+    left to the resize, so that they are seeded and the same under every transformers version."""
     if not token_ids:
         return
-    std = float(getattr(model.config, "initializer_range", 0.02))
     gen = torch.Generator().manual_seed(seed)
     idx = torch.as_tensor(sorted(token_ids))
     emb = model.get_input_embeddings().weight
@@ -173,6 +174,11 @@ def init_rows(model, token_ids: list[int], seed: int = 0) -> None:
     weights = [emb] + ([head.weight] if head is not None and head.weight is not emb else [])
     with torch.no_grad():
         for w in weights:
+            std = float(getattr(model.config, "initializer_range", 0.02))
+            if matched:
+                others = torch.ones(w.shape[0], dtype=torch.bool)
+                others[idx] = False
+                std = float(w[others.to(w.device)].float().std())
             rows = torch.randn(len(idx), w.shape[1], generator=gen) * std
             w[idx.to(w.device)] = rows.to(w.device, w.dtype)
 
