@@ -142,7 +142,8 @@ class CoLLMConfig:
     collab_model: str = "mf"
     """Collaborative model whose embeddings are mapped: mf, lightgcn, sasrec, din."""
     tune_collab: bool = False
-    """Also train the collaborative model in stage 2."""
+    """Also train the collaborative model in stage 2; the run then keeps the pre-trained weights in
+    collab.safetensors and the tuned ones in collab_tuned.safetensors (which the recommender reads)."""
 
 
 @dataclass

@@ -99,10 +99,10 @@ class Recommender:
             self.prompts = code_prompts(self.split, tokenizer, self.cfg, Codes.load(self.run, self.cfg.binllm.code_format))
         elif m == "collm":
             from llmrec.methods.collm.mapping import CoLLM
-            from llmrec.methods.collm.recipe import embed_prompts
+            from llmrec.methods.collm.recipe import TUNED_COLLAB, embed_prompts
             self._collab = self._load_collab("collab")
-            if self.run.has("collab_tuned.safetensors"):
-                self._collab.load_state_dict(self.run.load_tensors("collab_tuned.safetensors"))
+            if self.run.has(TUNED_COLLAB):  # collm.tune_collab: stage 2 also tuned the collaborative model
+                self._collab.load_state_dict(self.run.load_tensors(TUNED_COLLAB))
             module = CoLLM(model, self._collab, model.config.hidden_size)
             module.mapping.load_state_dict(self.run.load_tensors("mapping.safetensors"))
             module.eval()
@@ -199,6 +199,14 @@ class Recommender:
         pairs["score"] = self.score(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy())
         return pairs
 
+    def score_frame(self, frame: pd.DataFrame, progress: bool = False) -> np.ndarray:
+        """Scores of the rows of a click frame (user_id, item_id, history), each with its own history, as in
+        training and `evaluate` (`score` uses each user's whole known history instead)."""
+        if self._llm is None:
+            from llmrec.collab.trainer import predict
+            return predict(self._collab, frame)
+        return self._llm.score(self.prompts.for_frame(frame), progress=progress)
+
     def evaluate(self, part: str = "test") -> dict:
         """AUC / UAUC (overall, warm, cold) of the run on a part of its split (eval.test_rows applies to test)."""
         from llmrec.methods.click import subset
@@ -206,9 +214,4 @@ class Recommender:
         frame = self.split.part(part)
         if part == "test":
             frame = subset(frame, self.cfg.eval.test_rows, self.cfg.seed)
-        if self._llm is None:
-            from llmrec.collab.trainer import predict
-            scores = predict(self._collab, frame)
-        else:
-            scores = self._llm.score(self.prompts.for_frame(frame), progress=True)
-        return frame_metrics(frame, scores)
+        return frame_metrics(frame, self.score_frame(frame, progress=True))

@@ -1,5 +1,6 @@
 """ICL, TALLRec, BinLLM and CoLLM end to end on the tiny backbone and a synthetic split."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -9,12 +10,26 @@ from llmrec.llm.backbones import load_backbone
 from llmrec.llm.prompts import EMBED
 from llmrec.llm.scoring import token_embeddings
 from llmrec.methods.binllm.encoder import bits_to_text
-from llmrec.methods.click import ClickPrompts
+from llmrec.methods.click import TEST_SCORES, ClickPrompts, subset
 from llmrec.recommender import Recommender
 
 TINY = ["llm.backbone=tiny", "stage1.max_samples=32", "stage1.batch_size=8", "stage1.eval_every=2",
         "stage1.eval_rows=24", "stage2.max_samples=16", "stage2.eval_every=2", "stage2.eval_rows=24",
         "encoder.epochs=3", "collab.epochs=2", "eval.test_rows=40", "eval.batch_size=8"]
+
+
+SCORE_TOL = 1e-5
+"""Reloaded scores vs the scores computed at the end of training (fp32; batches are padded differently)."""
+
+
+def assert_reload_reproduces_test_scores(rec, run_dir, split):
+    """Each test row's score from the reloaded run equals the one saved when the run finished."""
+    saved = pd.read_parquet(run_dir / TEST_SCORES)
+    rows = subset(split.test, 40, 2023)
+    assert saved["user_id"].tolist() == rows["user_id"].tolist()
+    assert saved["item_id"].tolist() == rows["item_id"].tolist()
+    assert saved["score"].std() > 100 * SCORE_TOL  # scores that differ between rows, so the check can fail
+    np.testing.assert_allclose(rec.score_frame(rows), saved["score"].to_numpy(), rtol=0, atol=SCORE_TOL)
 
 
 def run_method(method, split, out, extra=()):
@@ -34,6 +49,7 @@ def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tm
     if method in ("binllm", "collm"):
         assert metrics["stage2"]["samples"] == 16
     rec = Recommender.from_pretrained(tmp_path / method)
+    assert_reload_reproduces_test_scores(rec, tmp_path / method, tiny_split)
     again = rec.evaluate("test")
     assert again["auc"] == pytest.approx(test["auc"], abs=1e-6)  # the saved run reproduces its own test metrics
     top = rec.recommend(1, k=3, candidates=[2, 3, 4, 5])
@@ -150,3 +166,76 @@ def test_collab_early_stopping_reads_the_chosen_valid_part(part, tiny_split, tmp
     run_method("mf", tiny_split, tmp_path / part, [f"collab.valid_part={part}"])
     assert len(seen) == 1 and seen[0].equals(tiny_split.part(part))
     assert len(tiny_split.valid) > len(tiny_split.valid_small)  # the two parts differ, so the check can fail
+
+
+def state_copy(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_collm_stage2_trains_the_mapping_only(tiny_split, tmp_path, monkeypatch):
+    from llmrec.methods.collm import recipe
+
+    states, real = {}, recipe.train_stage
+
+    def recording_stage(name, run, module, *args, **kwargs):
+        if name == "stage2":
+            states["before"] = state_copy(module)
+        result = real(name, run, module, *args, **kwargs)
+        if name == "stage2":
+            states["after"] = state_copy(module)
+        return result
+
+    monkeypatch.setattr(recipe, "train_stage", recording_stage)
+    run_method("collm", tiny_split, tmp_path / "c", ["stage2.lr=1e-2"])
+    before, after = states["before"], states["after"]
+    frozen = [k for k in before if not k.startswith("mapping.")]
+    assert any("lora_A" in k for k in frozen) and any("collab." in k for k in frozen)
+    changed = [k for k in frozen if not torch.equal(before[k], after[k])]
+    assert not changed, f"stage 2 changed frozen weights: {changed[:3]}"  # LoRA, backbone, MF: bit for bit
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mapping."))
+
+
+def test_collm_tune_collab_keeps_pretrained_weights_and_reloads_the_tuned_ones(tiny_split, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from llmrec.methods import collab_recipe
+
+    pretrained, real = {}, collab_recipe.train_model
+
+    def recording_train_model(*args, **kwargs):
+        result = real(*args, **kwargs)
+        pretrained.update({k: v.clone() for k, v in result.state_dict.items()})
+        return result
+
+    monkeypatch.setattr(collab_recipe, "train_model", recording_train_model)
+    run = tmp_path / "c"
+    run_method("collm", tiny_split, run, ["collm.tune_collab=true", "stage2.lr=1e-2"])
+    kept, tuned = load_file(str(run / "collab.safetensors")), load_file(str(run / "collab_tuned.safetensors"))
+    assert kept.keys() == tuned.keys() == pretrained.keys()
+    assert all(torch.equal(kept[k], pretrained[k]) for k in kept)  # the pre-trained weights are kept
+    assert any(not torch.equal(tuned[k], pretrained[k]) for k in kept)  # stage 2 tuned them
+    rec = Recommender.from_pretrained(run)
+    assert_reload_reproduces_test_scores(rec, run, tiny_split)
+    # the check above can fail: with the pre-trained weights the scores are not the saved ones
+    rec._collab.load_state_dict(kept)
+    rows = subset(tiny_split.test, 40, 2023)
+    saved = pd.read_parquet(run / TEST_SCORES)["score"].to_numpy()
+    assert np.abs(rec.score_frame(rows) - saved).max() > 100 * SCORE_TOL
+
+
+def test_collm_keeps_a_frozen_collaborative_model_in_eval_mode(tiny_split):
+    from llmrec import collab
+    from llmrec.methods.collm.mapping import CoLLM
+
+    model, tok = load_backbone("tiny")
+    cf = collab.build_model("sasrec", tiny_split.n_users, tiny_split.n_items, dim=8)  # has dropout
+    collm = CoLLM(model, cf, model.config.hidden_size)
+    prompts = ClickPrompts(tiny_split, tok, "id", user_slot=lambda u: EMBED, item_slot=lambda i: EMBED)
+    ps = prompts.for_frame(tiny_split.test.iloc[:4])
+    collm.set_trainable(tune_collab=False)
+    collm.train()
+    assert collm.mapping.training and not collm.collab.training
+    first, again = collm.slot_vectors(ps, "cpu")[0], collm.slot_vectors(ps, "cpu")[0]
+    torch.testing.assert_close(first, again, rtol=0, atol=0)  # no dropout noise in the frozen user vectors
+    collm.set_trainable(tune_collab=True)
+    assert collm.collab.training  # a tuned one trains with its dropout

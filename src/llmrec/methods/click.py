@@ -22,7 +22,7 @@ from llmrec.llm import train as loop
 from llmrec.llm.prompts import Prompt, PromptBuilder, template_for
 from llmrec.llm.scoring import ScoringConfig, YesScorer
 from llmrec.metrics import auc, frame_metrics, uauc
-from llmrec.paths import atomic_dir
+from llmrec.paths import atomic_dir, atomic_file
 from llmrec.runs import Run
 
 SlotFn = Callable[[int], object]
@@ -210,12 +210,25 @@ def stage_summary(result: loop.TrainResult) -> dict:
             "train_tokens_per_second": result.tokens_per_second}
 
 
+TEST_SCORES = "test_scores.parquet"
+"""Per-row test scores of a run (user_id, item_id, label, warm, score): paired comparisons between methods read them."""
+
+
+def save_test_scores(run: Run, frame: pd.DataFrame, scores: np.ndarray) -> None:
+    out = frame[[c for c in ("user_id", "item_id", "label", "warm") if c in frame.columns]].copy()
+    out["score"] = np.asarray(scores, dtype=np.float64)
+    with atomic_file(run.file(TEST_SCORES)) as tmp:
+        out.to_parquet(tmp, index=False)
+
+
 def test_metrics(module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts, split: ClickSplit,
-                 cfg: ExperimentConfig) -> dict:
-    """AUC / UAUC (overall, warm, cold) on test (a fixed subset when eval.test_rows is set)."""
+                 cfg: ExperimentConfig, run: Run) -> dict:
+    """AUC / UAUC (overall, warm, cold) on test (a fixed subset when eval.test_rows is set); the per-row scores
+    are saved in the run."""
     test = subset(split.test, cfg.eval.test_rows, cfg.seed)
     task = ClickTask(module, scorer, prompts, test, sort_by_length=True)
     scores = task.unsort(loop.predict_rows(task, len(test), cfg.eval.batch_size))
+    save_test_scores(run, test, scores)
     out = frame_metrics(test, scores)
     out["prompt_tokens_per_sample"] = float(np.mean([len(task.prompt(r)) for r in range(len(test))]))
     return out

@@ -31,15 +31,25 @@ class CoLLM(nn.Module):
         self.llm = llm
         self.collab = collab
         self.mapping = Mapping(collab.dim, hidden_size)
+        self.tune_collab = False
 
     def set_trainable(self, tune_collab: bool) -> None:
         """Stage 2: LoRA and backbone frozen, the MLP trains (and the collaborative model if asked)."""
+        self.tune_collab = tune_collab
         for p in self.llm.parameters():
             p.requires_grad_(False)
         for p in self.collab.parameters():
             p.requires_grad_(tune_collab)
         for p in self.mapping.parameters():
             p.requires_grad_(True)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "CoLLM":
+        """A frozen collaborative model stays in eval mode (no dropout in its embeddings), as in the official code."""
+        super().train(mode)
+        if not self.tune_collab:
+            self.collab.eval()
+        return self
 
     def _collab_batch(self, prompts, device) -> dict[str, torch.Tensor]:
         length = max(1, int(getattr(self.collab, "history_length", 0)))

@@ -15,6 +15,9 @@ from llmrec.methods.collm.mapping import CoLLM
 from llmrec.methods.tallrec.recipe import text_prompts
 from llmrec.runs import Run
 
+TUNED_COLLAB = "collab_tuned.safetensors"
+"""The collaborative model's weights after stage 2 when `collm.tune_collab` (the recommender reads them)."""
+
 
 def embed_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig) -> ClickPrompts:
     return ClickPrompts(split, tokenizer, "id", max_length=cfg.llm.max_length,
@@ -45,7 +48,7 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     prompts = embed_prompts(split, tokenizer, cfg)
     out["stage2"] = stage_summary(train_stage("stage2", run, collm, scorer, prompts, split, cfg.stage2, cfg.seed))
     run.save_tensors("mapping.safetensors", collm.mapping.state_dict())
-    if cfg.collm.tune_collab:
-        run.save_tensors("collab.safetensors", collm.collab.state_dict())
-    out["test"] = test_metrics(collm, scorer, prompts, split, cfg)
+    if cfg.collm.tune_collab:  # collab.safetensors keeps the pre-trained weights
+        run.save_tensors(TUNED_COLLAB, collm.collab.state_dict())
+    out["test"] = test_metrics(collm, scorer, prompts, split, cfg, run)
     return out
