@@ -208,10 +208,11 @@ class Recommender:
         return self._llm.score(self.prompts.for_frame(frame), progress=progress)
 
     def evaluate(self, part: str = "test") -> dict:
-        """AUC / UAUC (overall, warm, cold) of the run on a part of its split (eval.test_rows applies to test)."""
+        """AUC / UAUC (overall, warm, cold) with 95% user-bootstrap intervals of the run on a part of its split
+        (eval.test_rows applies to test)."""
         from llmrec.methods.click import subset
 
         frame = self.split.part(part)
         if part == "test":
             frame = subset(frame, self.cfg.eval.test_rows, self.cfg.seed)
-        return frame_metrics(frame, self.score_frame(frame, progress=True))
+        return frame_metrics(frame, self.score_frame(frame, progress=True), intervals=True)

@@ -42,6 +42,8 @@ def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tm
     metrics = run_method(method, tiny_split, tmp_path / method)
     test = metrics["test"]
     assert test["rows"] == 40 and 0.0 <= test["auc"] <= 1.0
+    for key in ("auc", "uauc", "cold_auc"):  # each with its 95% user-bootstrap interval (40 rows: no warm ones)
+        assert test[f"{key}_lo"] <= test[key] <= test[f"{key}_hi"], key
     assert (tmp_path / method / "metrics.json").exists() and (tmp_path / method / "split" / "split.json").exists()
     if method != "icl":
         assert (tmp_path / method / "adapter" / "adapter_model.safetensors").exists()
@@ -52,6 +54,7 @@ def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tm
     assert_reload_reproduces_test_scores(rec, tmp_path / method, tiny_split)
     again = rec.evaluate("test")
     assert again["auc"] == pytest.approx(test["auc"], abs=1e-6)  # the saved run reproduces its own test metrics
+    assert again["auc_lo"] == pytest.approx(test["auc_lo"], abs=1e-6)
     top = rec.recommend(1, k=3, candidates=[2, 3, 4, 5])
     assert len(top) == 3 and all(item in (2, 3, 4, 5) for item, _, _ in top)
     scores = [s for _, _, s in top]
@@ -59,6 +62,12 @@ def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tm
     with pytest.warns(UserWarning, match="unknown user or item"):
         s = rec.score([1, 10_000], [2, 3])
     assert np.isfinite(s).all()  # the unknown user falls back to the text-only prompt, never a crash
+
+
+def test_tables_show_auc_with_its_interval():
+    m = {"auc": 0.72431, "auc_lo": 0.7101, "auc_hi": 0.7389, "uauc": 0.69, "warm_auc": float("nan"), "rows": 7331.0}
+    row = experiment.format_metrics("binllm", {"test": m}).splitlines()[2]
+    assert row.startswith("| binllm | 0.7243 [0.710, 0.739] | 0.6900 | - |")  # no interval: the bare value
 
 
 def test_finished_run_is_not_retrained_and_other_config_is_refused(tiny_split, tmp_path):
@@ -147,9 +156,10 @@ def test_collm_overwrites_exactly_the_slot_positions(tiny_split):
 def test_collab_methods_and_binmf_use_the_same_test_rows(tiny_split, tmp_path):
     for method in ("mf", "binmf"):
         m = run_method(method, tiny_split, tmp_path / method)
-        assert m["test"]["rows"] == 40
+        assert m["test"]["rows"] == 40 and m["test"]["auc_lo"] <= m["test"]["auc"] <= m["test"]["auc_hi"]
         rec = Recommender.from_pretrained(tmp_path / method)
         assert rec.evaluate("test")["auc"] == pytest.approx(m["test"]["auc"])
+        assert_reload_reproduces_test_scores(rec, tmp_path / method, tiny_split)
 
 
 @pytest.mark.parametrize("part", ["valid_small", "valid"])

@@ -223,12 +223,12 @@ def save_test_scores(run: Run, frame: pd.DataFrame, scores: np.ndarray) -> None:
 
 def test_metrics(module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts, split: ClickSplit,
                  cfg: ExperimentConfig, run: Run) -> dict:
-    """AUC / UAUC (overall, warm, cold) on test (a fixed subset when eval.test_rows is set); the per-row scores
-    are saved in the run."""
+    """AUC / UAUC (overall, warm, cold) with 95% user-bootstrap intervals on test (a fixed subset when
+    eval.test_rows is set); the per-row scores are saved in the run."""
     test = subset(split.test, cfg.eval.test_rows, cfg.seed)
     task = ClickTask(module, scorer, prompts, test, sort_by_length=True)
     scores = task.unsort(loop.predict_rows(task, len(test), cfg.eval.batch_size))
     save_test_scores(run, test, scores)
-    out = frame_metrics(test, scores)
+    out = frame_metrics(test, scores, intervals=True)
     out["prompt_tokens_per_sample"] = float(np.mean([len(task.prompt(r)) for r in range(len(test))]))
     return out
