@@ -101,7 +101,7 @@ class StageConfig:
     """One LoRA tuning stage (mirrors llmrec.llm.train.TrainConfig's main fields)."""
 
     lr: float = 1e-3
-    """Peak learning rate (AdamW, warm-up then cosine)."""
+    """Peak learning rate (AdamW, warm-up then cosine, see `schedule`)."""
     weight_decay: float = 1e-3
     """AdamW weight decay."""
     batch_size: int = 16
@@ -113,7 +113,15 @@ class StageConfig:
     epochs: float = 1.0
     """Passes over the train rows when max_samples is None."""
     warmup_ratio: float = 0.05
-    """Share of steps used for linear warm-up."""
+    """Share of steps used for linear warm-up ('cosine' schedule)."""
+    schedule: typing.Literal["cosine", "official"] = "cosine"
+    """'cosine' (ours, as the papers describe it): linear warm-up over `warmup_ratio` of the planned steps, once,
+    then cosine decay to `min_lr` at the last planned step. 'official' (the BinLLM / CoLLM code, what produced the
+    published numbers): a 200-step warm-up from 1e-5 that restarts every 50-step "epoch" (so it reaches about a
+    quarter of `lr` four times), then cosine from `lr` toward `min_lr` over 10,000 steps
+    (llmrec.llm.train.OFFICIAL_SCHEDULE)."""
+    min_lr: float | None = None
+    """Floor of the cosine decay; None: 0 with 'cosine', 8e-5 (the official configs) with 'official'."""
     eval_every: int = 50
     """Optimizer steps between evaluations on valid_small."""
     eval_rows: int | None = None

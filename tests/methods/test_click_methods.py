@@ -70,6 +70,22 @@ def test_tables_show_auc_with_its_interval():
     assert row.startswith("| binllm | 0.7243 [0.710, 0.739] | 0.6900 | - |")  # no interval: the bare value
 
 
+def test_stage_schedule_option_brings_the_official_constants():
+    from llmrec.config import StageConfig
+    from llmrec.methods.click import stage_train_config
+
+    ours = stage_train_config(StageConfig(lr=1e-3), seed=1, eval_batch_size=8)
+    assert (ours.schedule, ours.min_lr, ours.warmup_steps, ours.warmup_ratio) == ("cosine", 0.0, None, 0.05)
+    official = stage_train_config(StageConfig(lr=1e-3, schedule="official"), seed=1, eval_batch_size=8)
+    assert (official.schedule, official.warmup_steps, official.warmup_start_lr, official.min_lr,
+            official.epoch_steps, official.decay_steps) == ("official", 200, 1e-5, 8e-5, 50, 10_000)
+    assert stage_train_config(StageConfig(schedule="official", min_lr=0.0), 1, 8).min_lr == 0.0
+    cfg = experiment.make_config("binllm", None, ["stage2.schedule=official"])
+    assert cfg.stage2.schedule == "official" and cfg.stage1.schedule == "cosine"
+    with pytest.raises(LlmrecError, match="expected one of cosine, official"):
+        experiment.make_config("binllm", None, ["stage2.schedule=linear"])
+
+
 def test_finished_run_is_not_retrained_and_other_config_is_refused(tiny_split, tmp_path):
     first = run_method("tallrec", tiny_split, tmp_path / "r")
     stamp = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns

@@ -180,6 +180,18 @@ def stage1_from_run(peft_model, cfg: ExperimentConfig) -> dict:
     return {"from": str(run_dir), **source.metrics.get("stage1", {})}
 
 
+def stage_train_config(stage: StageConfig, seed: int, eval_batch_size: int) -> loop.TrainConfig:
+    """The training loop's settings for one stage (the 'official' schedule brings the official constants)."""
+    schedule = dict(loop.OFFICIAL_SCHEDULE) if stage.schedule == "official" else {}
+    if stage.min_lr is not None:
+        schedule["min_lr"] = stage.min_lr
+    return loop.TrainConfig(lr=stage.lr, weight_decay=stage.weight_decay, batch_size=stage.batch_size,
+                            grad_accum_steps=stage.grad_accum_steps, max_samples=stage.max_samples,
+                            epochs=None if stage.max_samples else stage.epochs, warmup_ratio=stage.warmup_ratio,
+                            eval_every=stage.eval_every, patience=stage.patience, seed=seed,
+                            eval_batch_size=eval_batch_size, **schedule)
+
+
 def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts,
                 split: ClickSplit, stage: StageConfig, seed: int) -> loop.TrainResult:
     """One tuning stage on split.train, selected on valid_small AUC; resumable from `run/<name>_train/`."""
@@ -192,11 +204,7 @@ def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer,
         s = eval_task.unsort(scores)
         return {"auc": auc(labels, s), "uauc": uauc(users, labels, s)}
 
-    tc = loop.TrainConfig(lr=stage.lr, weight_decay=stage.weight_decay, batch_size=stage.batch_size,
-                          grad_accum_steps=stage.grad_accum_steps, max_samples=stage.max_samples,
-                          epochs=None if stage.max_samples else stage.epochs, warmup_ratio=stage.warmup_ratio,
-                          eval_every=stage.eval_every, patience=stage.patience, seed=seed,
-                          eval_batch_size=scorer.config.batch_size)
+    tc = stage_train_config(stage, seed, scorer.config.batch_size)
     result = loop.fit(train_task, len(split.train), len(valid) or None, evaluate if len(valid) else None, tc,
                       run.file(f"{name}_train"), selection_metric="auc", eval_task=eval_task)
     run.log(f"{name}: best valid AUC {result.best_metrics.get('auc', float('nan')):.4f} at step "
