@@ -90,7 +90,7 @@ class Recommender:
         model, tokenizer = load_backbone(self.cfg.llm.backbone, dtype=self.cfg.llm.dtype)
         if m != "icl":
             model = load_adapter(model, self.run.file("adapter"))
-        module, embed_fn = model, None
+        slots = None
         self.text_prompts = text_prompts(self.split, tokenizer, self.cfg)
         self.prompts = self.text_prompts
         if m == "binllm" and self.cfg.binllm.prompt != "text":
@@ -103,12 +103,11 @@ class Recommender:
             self._collab = self._load_collab("collab")
             if self.run.has(TUNED_COLLAB):  # collm.tune_collab: stage 2 also tuned the collaborative model
                 self._collab.load_state_dict(self.run.load_tensors(TUNED_COLLAB))
-            module = CoLLM(model, self._collab, model.config.hidden_size)
-            module.mapping.load_state_dict(self.run.load_tensors("mapping.safetensors"))
-            module.eval()
-            embed_fn = module.embed
+            slots = CoLLM(model, self._collab, model.config.hidden_size)
+            slots.mapping.load_state_dict(self.run.load_tensors("mapping.safetensors"))
+            slots.eval()
             self.prompts = embed_prompts(self.split, tokenizer, self.cfg)
-        self._llm = scorer_for(model, tokenizer, self.cfg, embed_fn=embed_fn)
+        self._llm = scorer_for(model, tokenizer, self.cfg, slots=slots)
         self._text_scorer = scorer_for(model, tokenizer, self.cfg)
 
     # -- scoring --------------------------------------------------------------------------------------------
@@ -144,9 +143,9 @@ class Recommender:
             return out
         frame = self._frame(users, items)
         if known.any():
-            out[known] = self._llm.score(self.prompts.for_frame(frame[known]))
+            out[known] = self._llm.rank(self.prompts.for_frame(frame[known]))
         if (~known).any():
-            out[~known] = self._text_scorer.score(self.text_prompts.for_frame(frame[~known]))
+            out[~known] = self._text_scorer.rank(self.text_prompts.for_frame(frame[~known]))
         return out
 
     def recommend(self, user: int, k: int = 10, candidates=None, pool: int = 100) -> list[tuple[int, str, float]]:
@@ -205,7 +204,7 @@ class Recommender:
         if self._llm is None:
             from llmrec.collab.trainer import predict
             return predict(self._collab, frame)
-        return self._llm.score(self.prompts.for_frame(frame), progress=progress)
+        return self._llm.rank(self.prompts.for_frame(frame), progress=progress)  # a shared prefix encoded once
 
     def evaluate(self, part: str = "test") -> dict:
         """AUC / UAUC (overall, warm, cold) with 95% user-bootstrap intervals of the run on a part of its split

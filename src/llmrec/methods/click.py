@@ -86,11 +86,15 @@ class ClickTask:
         self.frame = frame.reset_index(drop=True)
         self.labels = self.frame["label"].to_numpy(np.float32)
         self._built: dict[int, ClickPrompt] = {}
-        # Evaluation tables are scored in contiguous chunks: ordering rows by prompt length keeps padding low.
+        # Evaluation tables are scored in contiguous chunks: ordering rows by prompt length keeps padding low, and
+        # rows sharing a prompt prefix (a user's rows with one history) side by side share its encoding.
         self.order = np.arange(len(self.frame))
         if sort_by_length:
-            lengths = np.array([len(self.prompt(r)) for r in range(len(self.frame))])
-            self.order = np.argsort(-lengths, kind="stable")
+            built = [self.prompt(r) for r in range(len(self.frame))]
+            by_length = np.argsort(-np.array([len(p) for p in built]), kind="stable")
+            first: dict = {}
+            group = [first.setdefault(scorer.prefix_group(built[r]) or ("row", r), k) for k, r in enumerate(by_length)]
+            self.order = by_length[np.argsort(group, kind="stable")]
 
     def prompt(self, row: int) -> ClickPrompt:
         if row not in self._built:
@@ -111,7 +115,8 @@ class ClickTask:
         return self.scorer.loss(batch["prompts"], batch["labels"])
 
     def predict(self, batch: dict) -> torch.Tensor:
-        return self.scorer.logits(batch["prompts"])
+        prompts = batch["prompts"]  # shared prefixes encoded once (YesScorer.rank; plain with eval.prefix_cache off)
+        return torch.as_tensor(self.scorer.rank(prompts, batch_size=len(prompts)), device=batch["labels"].device)
 
     def unsort(self, scores: np.ndarray) -> np.ndarray:
         """Scores in the frame's row order (predict_rows returns them in this task's sorted order)."""
@@ -128,9 +133,12 @@ def subset(frame: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
     return frame.iloc[pick].reset_index(drop=True)
 
 
-def scorer_for(model, tokenizer, cfg: ExperimentConfig, embed_fn=None) -> YesScorer:
-    return YesScorer(model, tokenizer, ScoringConfig(score=cfg.llm.score, batch_size=cfg.eval.batch_size),
-                     embed_fn=embed_fn)
+def scorer_for(model, tokenizer, cfg: ExperimentConfig, slots=None) -> YesScorer:
+    """The run's scorer; `slots`: the module that fills embedding slots (CoLLM), whose `embed` and `prefix_key`
+    become the scorer's hooks."""
+    return YesScorer(model, tokenizer, ScoringConfig(score=cfg.llm.score, batch_size=cfg.eval.batch_size,
+                                                     prefix_cache=cfg.eval.prefix_cache),
+                     embed_fn=getattr(slots, "embed", None), prefix_key=getattr(slots, "prefix_key", None))
 
 
 def add_lora(model, cfg: ExperimentConfig):

@@ -13,6 +13,10 @@ from llmrec.data.samples import pad_histories
 from llmrec.llm.scoring import Batch, token_embeddings
 
 
+TARGET_AWARE = ("din",)
+"""Collaborative models whose user vector depends on the target item (DIN attends over the history from it)."""
+
+
 class Mapping(nn.Module):
     def __init__(self, collab_dim: int, hidden_size: int, expansion: int = 10):
         super().__init__()
@@ -61,6 +65,12 @@ class CoLLM(nn.Module):
         """Mapped user and item vectors [B, hidden] for these prompts' rows."""
         batch = self._collab_batch(prompts, device)
         return self.mapping(self.collab.user_embedding(batch)), self.mapping(self.collab.item_embedding(batch["item"]))
+
+    def prefix_key(self, prompt) -> tuple:
+        """What the user slot in a prompt's shared prefix reads besides its ids (YesScorer prefix_key): the user
+        and their history; for a model whose user vector depends on the target item (DIN), that item too."""
+        key = (prompt.user_id, prompt.history)
+        return key + (prompt.item_id,) if self.collab.name in TARGET_AWARE else key
 
     def embed(self, input_ids: torch.Tensor, batch: Batch) -> torch.Tensor:
         embeds = token_embeddings(self.llm, input_ids)

@@ -44,7 +44,7 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     save_adapter(model, run.file("adapter"))
     collm = CoLLM(model, cf.model, model.config.hidden_size).to(next(model.parameters()).device)
     collm.set_trainable(cfg.collm.tune_collab)
-    scorer = scorer_for(model, tokenizer, cfg, embed_fn=collm.embed)
+    scorer = scorer_for(model, tokenizer, cfg, slots=collm)
     prompts = embed_prompts(split, tokenizer, cfg)
     out["stage2"] = stage_summary(train_stage("stage2", run, collm, scorer, prompts, split, cfg.stage2, cfg.seed))
     run.save_tensors("mapping.safetensors", collm.mapping.state_dict())
