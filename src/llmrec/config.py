@@ -104,7 +104,7 @@ class StageConfig:
     """One LoRA tuning stage (mirrors llmrec.llm.train.TrainConfig's main fields)."""
 
     lr: float = 1e-3
-    """Peak learning rate (AdamW, warm-up then cosine)."""
+    """Peak learning rate (AdamW, warm-up then cosine, see `schedule`)."""
     weight_decay: float = 1e-3
     """AdamW weight decay."""
     batch_size: int = 16
@@ -116,7 +116,15 @@ class StageConfig:
     epochs: float = 1.0
     """Passes over the train rows when max_samples is None."""
     warmup_ratio: float = 0.05
-    """Share of steps used for linear warm-up."""
+    """Share of steps used for linear warm-up ('cosine' schedule)."""
+    schedule: typing.Literal["cosine", "official"] = "cosine"
+    """'cosine' (ours, as the papers describe it): linear warm-up over `warmup_ratio` of the planned steps, once,
+    then cosine decay to `min_lr` at the last planned step. 'official' (the BinLLM / CoLLM code, what produced the
+    published numbers): a 200-step warm-up from 1e-5 that restarts every 50-step "epoch" (so it reaches about a
+    quarter of `lr` four times), then cosine from `lr` toward `min_lr` over 10,000 steps
+    (llmrec.llm.train.OFFICIAL_SCHEDULE)."""
+    min_lr: float | None = None
+    """Floor of the cosine decay; None: 0 with 'cosine', 8e-5 (the official configs) with 'official'."""
     eval_every: int = 50
     """Optimizer steps between evaluations on valid_small."""
     eval_rows: int | None = None
@@ -145,7 +153,8 @@ class CoLLMConfig:
     collab_model: str = "mf"
     """Collaborative model whose embeddings are mapped: mf, lightgcn, sasrec, din."""
     tune_collab: bool = False
-    """Also train the collaborative model in stage 2."""
+    """Also train the collaborative model in stage 2; the run then keeps the pre-trained weights in
+    collab.safetensors and the tuned ones in collab_tuned.safetensors (which the recommender reads)."""
 
 
 @dataclass
@@ -156,6 +165,10 @@ class EvalConfig:
     """Score a fixed random subset of test rows (None: all)."""
     batch_size: int = 32
     """Scoring batch size."""
+    prefix_cache: bool = True
+    """Encode a prompt prefix shared by several rows (a user's rows with the same history) once and reuse its
+    key/value cache (llmrec.llm.scoring.ScoringConfig.prefix_cache); equal to scoring each prompt whole within
+    1e-4 in fp32. Off: every prompt whole."""
 
 
 @dataclass

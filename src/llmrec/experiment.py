@@ -160,8 +160,8 @@ def format_parts(by_part: dict[str, dict]) -> str:
 def _row(m: dict) -> dict:
     """The table columns of one metrics dict: AUC family for click runs, else the ranking metrics it holds."""
     if "auc" in m:
-        return {"AUC": m.get("auc"), "UAUC": m.get("uauc"), "warm AUC": m.get("warm_auc"),
-                "cold AUC": m.get("cold_auc"), "rows": int(m["rows"]) if m.get("rows") else None}
+        return {"AUC": _interval(m, "auc"), "UAUC": _interval(m, "uauc"), "warm AUC": _interval(m, "warm_auc"),
+                "cold AUC": _interval(m, "cold_auc"), "rows": int(m["rows"]) if m.get("rows") else None}
     names = {"hr": "HR", "ndcg": "NDCG", "recall": "Recall"}
     row = {f"{names.get(k.split('@')[0], k.split('@')[0])}@{k.split('@')[1]}":
            f"{v:.4f} ({m[k + '_lo']:.4f}-{m[k + '_hi']:.4f})" if k + "_lo" in m else v  # with its 95% interval
@@ -169,6 +169,14 @@ def _row(m: dict) -> dict:
     if m.get("users"):
         row["users"] = int(m["users"])
     return row
+
+
+def _interval(m: dict, key: str):
+    """'0.7243 [0.712, 0.737]' when the metrics hold a 95% interval for `key`, else the bare value."""
+    value, lo, hi = m.get(key), m.get(f"{key}_lo"), m.get(f"{key}_hi")
+    if value is None or lo is None or hi is None or value != value:  # value != value: NaN
+        return value
+    return f"{value:.4f} [{lo:.3f}, {hi:.3f}]"
 
 
 def benchmark(methods: list[str], config: str | None, overrides: list[str], out: Path) -> tuple[str, dict]:

@@ -90,7 +90,7 @@ class Recommender:
         model, tokenizer = load_backbone(self.cfg.llm.backbone, dtype=self.cfg.llm.dtype)
         if m != "icl":
             model = load_adapter(model, self.run.file("adapter"))
-        module, embed_fn = model, None
+        slots = None
         self.text_prompts = text_prompts(self.split, tokenizer, self.cfg)
         self.prompts = self.text_prompts
         if m == "binllm" and self.cfg.binllm.prompt != "text":
@@ -99,16 +99,15 @@ class Recommender:
             self.prompts = code_prompts(self.split, tokenizer, self.cfg, Codes.load(self.run, self.cfg.binllm.code_format))
         elif m == "collm":
             from llmrec.methods.collm.mapping import CoLLM
-            from llmrec.methods.collm.recipe import embed_prompts
+            from llmrec.methods.collm.recipe import TUNED_COLLAB, embed_prompts
             self._collab = self._load_collab("collab")
-            if self.run.has("collab_tuned.safetensors"):
-                self._collab.load_state_dict(self.run.load_tensors("collab_tuned.safetensors"))
-            module = CoLLM(model, self._collab, model.config.hidden_size)
-            module.mapping.load_state_dict(self.run.load_tensors("mapping.safetensors"))
-            module.eval()
-            embed_fn = module.embed
+            if self.run.has(TUNED_COLLAB):  # collm.tune_collab: stage 2 also tuned the collaborative model
+                self._collab.load_state_dict(self.run.load_tensors(TUNED_COLLAB))
+            slots = CoLLM(model, self._collab, model.config.hidden_size)
+            slots.mapping.load_state_dict(self.run.load_tensors("mapping.safetensors"))
+            slots.eval()
             self.prompts = embed_prompts(self.split, tokenizer, self.cfg)
-        self._llm = scorer_for(model, tokenizer, self.cfg, embed_fn=embed_fn)
+        self._llm = scorer_for(model, tokenizer, self.cfg, slots=slots)
         self._text_scorer = scorer_for(model, tokenizer, self.cfg)
 
     # -- scoring --------------------------------------------------------------------------------------------
@@ -144,9 +143,9 @@ class Recommender:
             return out
         frame = self._frame(users, items)
         if known.any():
-            out[known] = self._llm.score(self.prompts.for_frame(frame[known]))
+            out[known] = self._llm.rank(self.prompts.for_frame(frame[known]))
         if (~known).any():
-            out[~known] = self._text_scorer.score(self.text_prompts.for_frame(frame[~known]))
+            out[~known] = self._text_scorer.rank(self.text_prompts.for_frame(frame[~known]))
         return out
 
     def recommend(self, user: int, k: int = 10, candidates=None, pool: int = 100) -> list[tuple[int, str, float]]:
@@ -199,16 +198,20 @@ class Recommender:
         pairs["score"] = self.score(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy())
         return pairs
 
+    def score_frame(self, frame: pd.DataFrame, progress: bool = False) -> np.ndarray:
+        """Scores of the rows of a click frame (user_id, item_id, history), each with its own history, as in
+        training and `evaluate` (`score` uses each user's whole known history instead)."""
+        if self._llm is None:
+            from llmrec.collab.trainer import predict
+            return predict(self._collab, frame)
+        return self._llm.rank(self.prompts.for_frame(frame), progress=progress)  # a shared prefix encoded once
+
     def evaluate(self, part: str = "test") -> dict:
-        """AUC / UAUC (overall, warm, cold) of the run on a part of its split (eval.test_rows applies to test)."""
+        """AUC / UAUC (overall, warm, cold) with 95% user-bootstrap intervals of the run on a part of its split
+        (eval.test_rows applies to test)."""
         from llmrec.methods.click import subset
 
         frame = self.split.part(part)
         if part == "test":
             frame = subset(frame, self.cfg.eval.test_rows, self.cfg.seed)
-        if self._llm is None:
-            from llmrec.collab.trainer import predict
-            scores = predict(self._collab, frame)
-        else:
-            scores = self._llm.score(self.prompts.for_frame(frame), progress=True)
-        return frame_metrics(frame, scores)
+        return frame_metrics(frame, self.score_frame(frame, progress=True), intervals=True)

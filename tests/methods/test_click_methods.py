@@ -1,5 +1,6 @@
 """ICL, TALLRec, BinLLM and CoLLM end to end on the tiny backbone and a synthetic split."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -9,12 +10,26 @@ from llmrec.llm.backbones import load_backbone
 from llmrec.llm.prompts import EMBED
 from llmrec.llm.scoring import token_embeddings
 from llmrec.methods.binllm.encoder import bits_to_text
-from llmrec.methods.click import ClickPrompts
+from llmrec.methods.click import TEST_SCORES, ClickPrompts, subset
 from llmrec.recommender import Recommender
 
 TINY = ["llm.backbone=tiny", "stage1.max_samples=32", "stage1.batch_size=8", "stage1.eval_every=2",
         "stage1.eval_rows=24", "stage2.max_samples=16", "stage2.eval_every=2", "stage2.eval_rows=24",
         "encoder.epochs=3", "collab.epochs=2", "eval.test_rows=40", "eval.batch_size=8"]
+
+
+SCORE_TOL = 1e-5
+"""Reloaded scores vs the scores computed at the end of training (fp32; batches are padded differently)."""
+
+
+def assert_reload_reproduces_test_scores(rec, run_dir, split):
+    """Each test row's score from the reloaded run equals the one saved when the run finished."""
+    saved = pd.read_parquet(run_dir / TEST_SCORES)
+    rows = subset(split.test, 40, 2023)
+    assert saved["user_id"].tolist() == rows["user_id"].tolist()
+    assert saved["item_id"].tolist() == rows["item_id"].tolist()
+    assert saved["score"].std() > 100 * SCORE_TOL  # scores that differ between rows, so the check can fail
+    np.testing.assert_allclose(rec.score_frame(rows), saved["score"].to_numpy(), rtol=0, atol=SCORE_TOL)
 
 
 def run_method(method, split, out, extra=()):
@@ -27,6 +42,8 @@ def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tm
     metrics = run_method(method, tiny_split, tmp_path / method)
     test = metrics["test"]
     assert test["rows"] == 40 and 0.0 <= test["auc"] <= 1.0
+    for key in ("auc", "uauc", "cold_auc"):  # each with its 95% user-bootstrap interval (40 rows: no warm ones)
+        assert test[f"{key}_lo"] <= test[key] <= test[f"{key}_hi"], key
     assert (tmp_path / method / "metrics.json").exists() and (tmp_path / method / "split" / "split.json").exists()
     if method != "icl":
         assert (tmp_path / method / "adapter" / "adapter_model.safetensors").exists()
@@ -34,8 +51,10 @@ def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tm
     if method in ("binllm", "collm"):
         assert metrics["stage2"]["samples"] == 16
     rec = Recommender.from_pretrained(tmp_path / method)
+    assert_reload_reproduces_test_scores(rec, tmp_path / method, tiny_split)
     again = rec.evaluate("test")
     assert again["auc"] == pytest.approx(test["auc"], abs=1e-6)  # the saved run reproduces its own test metrics
+    assert again["auc_lo"] == pytest.approx(test["auc_lo"], abs=1e-6)
     top = rec.recommend(1, k=3, candidates=[2, 3, 4, 5])
     assert len(top) == 3 and all(item in (2, 3, 4, 5) for item, _, _ in top)
     scores = [s for _, _, s in top]
@@ -43,6 +62,28 @@ def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tm
     with pytest.warns(UserWarning, match="unknown user or item"):
         s = rec.score([1, 10_000], [2, 3])
     assert np.isfinite(s).all()  # the unknown user falls back to the text-only prompt, never a crash
+
+
+def test_tables_show_auc_with_its_interval():
+    m = {"auc": 0.72431, "auc_lo": 0.7101, "auc_hi": 0.7389, "uauc": 0.69, "warm_auc": float("nan"), "rows": 7331.0}
+    row = experiment.format_metrics("binllm", {"test": m}).splitlines()[2]
+    assert row.startswith("| binllm | 0.7243 [0.710, 0.739] | 0.6900 | - |")  # no interval: the bare value
+
+
+def test_stage_schedule_option_brings_the_official_constants():
+    from llmrec.config import StageConfig
+    from llmrec.methods.click import stage_train_config
+
+    ours = stage_train_config(StageConfig(lr=1e-3), seed=1, eval_batch_size=8)
+    assert (ours.schedule, ours.min_lr, ours.warmup_steps, ours.warmup_ratio) == ("cosine", 0.0, None, 0.05)
+    official = stage_train_config(StageConfig(lr=1e-3, schedule="official"), seed=1, eval_batch_size=8)
+    assert (official.schedule, official.warmup_steps, official.warmup_start_lr, official.min_lr,
+            official.epoch_steps, official.decay_steps) == ("official", 200, 1e-5, 8e-5, 50, 10_000)
+    assert stage_train_config(StageConfig(schedule="official", min_lr=0.0), 1, 8).min_lr == 0.0
+    cfg = experiment.make_config("binllm", None, ["stage2.schedule=official"])
+    assert cfg.stage2.schedule == "official" and cfg.stage1.schedule == "cosine"
+    with pytest.raises(LlmrecError, match="expected one of cosine, official"):
+        experiment.make_config("binllm", None, ["stage2.schedule=linear"])
 
 
 def test_finished_run_is_not_retrained_and_other_config_is_refused(tiny_split, tmp_path):
@@ -131,9 +172,10 @@ def test_collm_overwrites_exactly_the_slot_positions(tiny_split):
 def test_collab_methods_and_binmf_use_the_same_test_rows(tiny_split, tmp_path):
     for method in ("mf", "binmf"):
         m = run_method(method, tiny_split, tmp_path / method)
-        assert m["test"]["rows"] == 40
+        assert m["test"]["rows"] == 40 and m["test"]["auc_lo"] <= m["test"]["auc"] <= m["test"]["auc_hi"]
         rec = Recommender.from_pretrained(tmp_path / method)
         assert rec.evaluate("test")["auc"] == pytest.approx(m["test"]["auc"])
+        assert_reload_reproduces_test_scores(rec, tmp_path / method, tiny_split)
 
 
 @pytest.mark.parametrize("part", ["valid_small", "valid"])
@@ -150,3 +192,76 @@ def test_collab_early_stopping_reads_the_chosen_valid_part(part, tiny_split, tmp
     run_method("mf", tiny_split, tmp_path / part, [f"collab.valid_part={part}"])
     assert len(seen) == 1 and seen[0].equals(tiny_split.part(part))
     assert len(tiny_split.valid) > len(tiny_split.valid_small)  # the two parts differ, so the check can fail
+
+
+def state_copy(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_collm_stage2_trains_the_mapping_only(tiny_split, tmp_path, monkeypatch):
+    from llmrec.methods.collm import recipe
+
+    states, real = {}, recipe.train_stage
+
+    def recording_stage(name, run, module, *args, **kwargs):
+        if name == "stage2":
+            states["before"] = state_copy(module)
+        result = real(name, run, module, *args, **kwargs)
+        if name == "stage2":
+            states["after"] = state_copy(module)
+        return result
+
+    monkeypatch.setattr(recipe, "train_stage", recording_stage)
+    run_method("collm", tiny_split, tmp_path / "c", ["stage2.lr=1e-2"])
+    before, after = states["before"], states["after"]
+    frozen = [k for k in before if not k.startswith("mapping.")]
+    assert any("lora_A" in k for k in frozen) and any("collab." in k for k in frozen)
+    changed = [k for k in frozen if not torch.equal(before[k], after[k])]
+    assert not changed, f"stage 2 changed frozen weights: {changed[:3]}"  # LoRA, backbone, MF: bit for bit
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mapping."))
+
+
+def test_collm_tune_collab_keeps_pretrained_weights_and_reloads_the_tuned_ones(tiny_split, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from llmrec.methods import collab_recipe
+
+    pretrained, real = {}, collab_recipe.train_model
+
+    def recording_train_model(*args, **kwargs):
+        result = real(*args, **kwargs)
+        pretrained.update({k: v.clone() for k, v in result.state_dict.items()})
+        return result
+
+    monkeypatch.setattr(collab_recipe, "train_model", recording_train_model)
+    run = tmp_path / "c"
+    run_method("collm", tiny_split, run, ["collm.tune_collab=true", "stage2.lr=1e-2"])
+    kept, tuned = load_file(str(run / "collab.safetensors")), load_file(str(run / "collab_tuned.safetensors"))
+    assert kept.keys() == tuned.keys() == pretrained.keys()
+    assert all(torch.equal(kept[k], pretrained[k]) for k in kept)  # the pre-trained weights are kept
+    assert any(not torch.equal(tuned[k], pretrained[k]) for k in kept)  # stage 2 tuned them
+    rec = Recommender.from_pretrained(run)
+    assert_reload_reproduces_test_scores(rec, run, tiny_split)
+    # the check above can fail: with the pre-trained weights the scores are not the saved ones
+    rec._collab.load_state_dict(kept)
+    rows = subset(tiny_split.test, 40, 2023)
+    saved = pd.read_parquet(run / TEST_SCORES)["score"].to_numpy()
+    assert np.abs(rec.score_frame(rows) - saved).max() > 100 * SCORE_TOL
+
+
+def test_collm_keeps_a_frozen_collaborative_model_in_eval_mode(tiny_split):
+    from llmrec import collab
+    from llmrec.methods.collm.mapping import CoLLM
+
+    model, tok = load_backbone("tiny")
+    cf = collab.build_model("sasrec", tiny_split.n_users, tiny_split.n_items, dim=8)  # has dropout
+    collm = CoLLM(model, cf, model.config.hidden_size)
+    prompts = ClickPrompts(tiny_split, tok, "id", user_slot=lambda u: EMBED, item_slot=lambda i: EMBED)
+    ps = prompts.for_frame(tiny_split.test.iloc[:4])
+    collm.set_trainable(tune_collab=False)
+    collm.train()
+    assert collm.mapping.training and not collm.collab.training
+    first, again = collm.slot_vectors(ps, "cpu")[0], collm.slot_vectors(ps, "cpu")[0]
+    torch.testing.assert_close(first, again, rtol=0, atol=0)  # no dropout noise in the frozen user vectors
+    collm.set_trainable(tune_collab=True)
+    assert collm.collab.training  # a tuned one trains with its dropout

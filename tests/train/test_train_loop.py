@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from llmrec.errors import LlmrecError
-from llmrec.llm.train import TrainConfig, fit, predict_rows
+from llmrec.llm.train import OFFICIAL_SCHEDULE, TrainConfig, fit, predict_rows
 from llmrec.metrics import auc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -174,6 +174,81 @@ def test_warmup_then_cosine_once_for_the_whole_run(tmp_path):
     assert [r["lr"] for r in res.train_log[:4]] == pytest.approx([0, base / 3, 2 * base / 3, base])
     # without evaluation the final state is the result
     assert res.best_step == total and (tmp_path / "r" / "best" / "trainable.safetensors").is_file()
+
+
+def test_default_schedule_is_transformers_cosine_to_the_bit(tmp_path):
+    from transformers import get_cosine_schedule_with_warmup
+
+    x, y, _, _ = data()
+    base, total = 0.1, 37
+    res = fit(TinyTask(make_mlp(seed=0), x, y), 200, None, None,
+              TrainConfig(lr=base, batch_size=16, max_steps=total, warmup_ratio=0.1, log_every=1), tmp_path)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=4, num_training_steps=total)
+    expected = []
+    for _ in range(total):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [r["lr"] for r in res.train_log] == expected  # exactly: runs made before the option reproduce
+
+
+class OfficialScheduler:
+    """The official BinLLM / CoLLM LinearWarmupCosineLRScheduler (minigpt4/common/optims.py), transcribed; the
+    official loop calls step(epoch, i) before optimizer step i of each `iters_per_epoch`-step epoch."""
+
+    def __init__(self, max_epoch, iters_per_epoch, min_lr, init_lr, warmup_steps, warmup_start_lr):
+        self.max_epoch, self.iters_per_epoch, self.min_lr = max_epoch, iters_per_epoch, min_lr
+        self.init_lr, self.warmup_steps, self.warmup_start_lr = init_lr, warmup_steps, warmup_start_lr
+
+    def lr(self, cur_epoch, cur_step):
+        total_cur_step = cur_epoch * self.iters_per_epoch + cur_step
+        if total_cur_step < self.warmup_steps:  # warmup_lr_schedule(step=cur_step, ...)
+            return min(self.init_lr, self.warmup_start_lr
+                       + (self.init_lr - self.warmup_start_lr) * cur_step / max(self.warmup_steps, 1))
+        return (self.init_lr - self.min_lr) * 0.5 * (  # cosine_lr_schedule(epoch=total_cur_step, ...)
+            1.0 + math.cos(math.pi * total_cur_step / (self.max_epoch * self.iters_per_epoch))) + self.min_lr
+
+
+def official_run(tmp_path, total, fail_at=None):
+    x, y, _, _ = data()
+    cfg = TrainConfig(lr=1e-3, batch_size=16, max_steps=total, log_every=1, checkpoint_every=7, **OFFICIAL_SCHEDULE)
+    task = TinyTask(make_mlp(seed=0), x, y, fail_at=fail_at)
+    if fail_at is not None:
+        with pytest.raises(SimulatedKill):
+            fit(task, 200, None, None, cfg, tmp_path)
+        task.fail_at = None
+    return fit(task, 200, None, None, cfg, tmp_path)
+
+
+def test_official_schedule_follows_the_official_scheduler_and_resumes_in_place(tmp_path):
+    total = 260
+    lrs = [r["lr"] for r in official_run(tmp_path / "ref", total).train_log]
+    official = OfficialScheduler(max_epoch=200, iters_per_epoch=50, min_lr=8e-5, init_lr=1e-3, warmup_steps=200,
+                                 warmup_start_lr=1e-5)
+    expected = [official.lr(*divmod(step, 50)) for step in range(total)]
+    assert lrs == pytest.approx(expected, rel=1e-12, abs=0)
+    # what that means: the warm-up restarts every 50-step epoch and climbs 49/200 of the way, about a quarter ...
+    assert lrs[0] == lrs[50] == lrs[150] == pytest.approx(1e-5)
+    assert max(lrs[:200]) == lrs[49] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 49 / 200)
+    # ... then the cosine starts near the peak, over 10,000 steps towards the 8e-5 floor
+    assert lrs[200] == pytest.approx(8e-5 + (1e-3 - 8e-5) * 0.5 * (1 + math.cos(math.pi * 200 / 10_000)))
+    # killed at step 123 (checkpoint at 119), the resumed run uses the same learning rates at the same steps
+    resumed = official_run(tmp_path / "resumed", total, fail_at=123)
+    assert [r["lr"] for r in resumed.train_log] == lrs
+
+
+def test_schedule_is_part_of_the_resume_key(tmp_path):
+    x, y, _, _ = data()
+    cfg = TrainConfig(lr=1e-3, batch_size=16, max_steps=4)
+    fit(TinyTask(make_mlp(seed=0), x, y), 200, None, None, cfg, tmp_path)
+    key = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["run"]
+    assert "schedule" not in key and "min_lr" not in key  # at their defaults: keys of older checkpoints
+    cfg.schedule = "official"
+    with pytest.raises(LlmrecError, match="written with schedule=None, now 'official'"):
+        fit(TinyTask(make_mlp(seed=0), x, y), 200, None, None, cfg, tmp_path)
+    with pytest.raises(LlmrecError, match="TrainConfig.min_lr"):
+        TrainConfig(lr=1e-4, max_steps=1, min_lr=8e-5 * 2).validate()
 
 
 def test_budget_is_the_smallest_of_steps_epochs_samples(tmp_path):

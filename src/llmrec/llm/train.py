@@ -7,10 +7,11 @@ lose on rows of a table) and gets back the best trainable state, selected on eva
                  config=TrainConfig(lr=1e-3, batch_size=16, epochs=2), out_dir=run_dir, eval_task=valid_task)
     test_scores = predict_rows(test_task, len(test), batch_size=32)
 
-Recipe (PAPERS.md "LLM training recipe"): AdamW over the trainable parameters only, linear warm-up once for
-the whole run then cosine decay to 0, evaluation every `eval_every` optimizer steps, keep the best state,
-stop after `patience` evaluations without gain. Runs plain on one CPU process or under `accelerate launch`
-(DDP); a killed run re-run with the same arguments resumes from `out_dir/checkpoint/` with the same batches.
+Recipe: AdamW over the trainable parameters only, linear warm-up once for the whole run then cosine decay to
+`min_lr` (default 0; `schedule="official"` gives the BinLLM / CoLLM code's schedule instead, see `lr_factor`),
+evaluation every `eval_every` optimizer steps, keep the best state, stop after `patience` evaluations without
+gain. Runs plain on one CPU process or under `accelerate launch` (DDP); a killed run re-run with the same
+arguments resumes from `out_dir/checkpoint/` with the same batches (and the same place in the lr schedule).
 
 Distributed layout: each optimizer step consumes `grad_accum_steps` global micro-batches of
 `batch_size * num_processes` rows taken in order from a per-epoch permutation of the train rows (seeded by
@@ -35,7 +36,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -89,6 +90,20 @@ class TrainConfig:
     """Linear warm-up length in optimizer steps; overrides `warmup_ratio` when set."""
     warmup_ratio: float = 0.05
     """Warm-up length as a fraction of the planned optimizer steps (rounded up), used when `warmup_steps` is None."""
+    schedule: Literal["cosine", "official"] = "cosine"
+    """'cosine' (ours, the papers' words): warm-up once, then cosine from `lr` to `min_lr` over the rest of
+    `decay_steps`. 'official' (the BinLLM / CoLLM code's LinearWarmupCosineLRScheduler): the warm-up restarts
+    every `epoch_steps`, and the cosine runs over all of `decay_steps` counted from step 0 (see `lr_factor`)."""
+    min_lr: float = 0.0
+    """Floor the cosine decays to (the official configs: 8e-5)."""
+    warmup_start_lr: float = 0.0
+    """Learning rate of the first warm-up step (the official configs: 1e-5)."""
+    epoch_steps: int = 50
+    """'official' only: optimizer steps per "epoch", where the warm-up restarts (the official iters_per_epoch:
+    50 on ML-1M, 100 on Amazon-Book)."""
+    decay_steps: int | None = None
+    """Length of the cosine in optimizer steps; None: the planned steps (the official code: max_epoch x
+    iters_per_epoch = 200 x 50, far past where its early stopping ends a run)."""
     batch_size: int = 16
     """Rows per micro-batch per process (the papers: 16 per GPU; BinLLM stage 2: 4)."""
     grad_accum_steps: int = 1
@@ -132,10 +147,17 @@ class TrainConfig:
             bad("warmup_steps", "must be >= 0")
         if not 0 <= self.warmup_ratio < 1:
             bad("warmup_ratio", "must be in [0, 1)")
+        if self.schedule not in ("cosine", "official"):
+            bad("schedule", "must be 'cosine' or 'official'")
+        for name in ("min_lr", "warmup_start_lr"):
+            if not 0 <= getattr(self, name) <= self.lr:
+                bad(name, f"must be in [0, lr={self.lr}]")
         for name in ("batch_size", "grad_accum_steps", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
-        for name in ("max_steps", "max_samples", "patience", "checkpoint_every", "eval_batch_size"):
+        if self.epoch_steps < 1:
+            bad("epoch_steps", "must be >= 1")
+        for name in ("max_steps", "max_samples", "patience", "checkpoint_every", "eval_batch_size", "decay_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 bad(name, "must be >= 1 or None")
         if self.epochs is not None and not self.epochs > 0:
@@ -150,6 +172,37 @@ class TrainConfig:
 
 # Fields that do not change which batches are seen or which parameters come out; they may differ on resume.
 _COSMETIC_FIELDS = {"log_every", "num_workers", "eval_batch_size", "checkpoint_every"}
+# Fields added after checkpoints were first written: left out of the resume key at their defaults, so that
+# checkpoints written before them still resume.
+_LATER_FIELDS = {"schedule": "cosine", "min_lr": 0.0, "warmup_start_lr": 0.0, "epoch_steps": 50,
+                 "decay_steps": None}
+
+OFFICIAL_SCHEDULE = {"schedule": "official", "warmup_steps": 200, "warmup_start_lr": 1e-5, "min_lr": 8e-5,
+                     "epoch_steps": 50, "decay_steps": 200 * 50}
+"""TrainConfig fields of the official BinLLM / CoLLM ML-1M configs' schedule (lr_sched linear_warmup_cosine_lr,
+warmup_steps 200, warmup_lr 1e-5, min_lr 8e-5, iters_per_epoch 50, max_epoch 200)."""
+
+
+def lr_factor(step: int, cfg: TrainConfig, total: int, warmup: int) -> float:
+    """Learning rate of optimizer step `step` (0-based) as a fraction of `cfg.lr`.
+
+    cosine: warm-up from warmup_start_lr over steps 0..warmup-1, then cosine from lr to min_lr over steps
+    warmup..decay_steps (transformers' get_cosine_schedule_with_warmup when both floors are 0, to the bit).
+    official, as LinearWarmupCosineLRScheduler.step(epoch, i) computes it for step = epoch * epoch_steps + i:
+    while step < warmup, warmup_start_lr + (lr - warmup_start_lr) * i / warmup (i restarts every epoch, so with
+    200 / 50 the lr climbs to about a quarter of `lr` four times); then
+    min_lr + (lr - min_lr) * (1 + cos(pi * step / decay_steps)) / 2.
+    """
+    decay = cfg.decay_steps or total
+    start, floor = cfg.warmup_start_lr / cfg.lr, cfg.min_lr / cfg.lr
+    if step < warmup:
+        k = step % cfg.epoch_steps if cfg.schedule == "official" else step
+        return min(1.0, start + (1.0 - start) * (float(k) / float(max(1, warmup))))
+    if cfg.schedule == "official":
+        progress = float(step) / float(decay)
+    else:
+        progress = float(step - warmup) / float(max(1, decay - warmup))
+    return floor + (1.0 - floor) * (0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
 @dataclass
@@ -381,7 +434,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _run_key(cfg: TrainConfig, plan: _Plan, eval_rows: int | None, selection_metric: str,
              higher_is_better: bool) -> dict:
-    key = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _COSMETIC_FIELDS}
+    key = {k: v for k, v in dataclasses.asdict(cfg).items()
+           if k not in _COSMETIC_FIELDS and not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
     key.update(n_train_rows=plan.n_train_rows, num_processes=plan.num_processes, eval_rows=eval_rows,
                selection_metric=selection_metric, higher_is_better=higher_is_better)
     return key
@@ -479,9 +533,11 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
     optimizer = acc.prepare_optimizer(optimizer)
     # Not prepared: Accelerate's scheduler wrapper steps once per process, we want one step per optimizer step.
-    from transformers import get_cosine_schedule_with_warmup  # here: importing transformers takes seconds
+    # A plain function (not an object), so the scheduler's state is only its position: resume restores that.
+    def factor(step: int) -> float:
+        return lr_factor(step, config, total, warmup)
 
-    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     s = {"version": CHECKPOINT_VERSION, "run": run_key, "step": 0, "micro": 0, "best_value": None,
          "best_step": None, "best_metrics": {}, "evals_without_gain": 0, "last_eval_step": None,

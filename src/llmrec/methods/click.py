@@ -22,7 +22,7 @@ from llmrec.llm import train as loop
 from llmrec.llm.prompts import Prompt, PromptBuilder, template_for
 from llmrec.llm.scoring import ScoringConfig, YesScorer
 from llmrec.metrics import auc, frame_metrics, uauc
-from llmrec.paths import atomic_dir
+from llmrec.paths import atomic_dir, atomic_file
 from llmrec.runs import Run
 
 SlotFn = Callable[[int], object]
@@ -86,11 +86,15 @@ class ClickTask:
         self.frame = frame.reset_index(drop=True)
         self.labels = self.frame["label"].to_numpy(np.float32)
         self._built: dict[int, ClickPrompt] = {}
-        # Evaluation tables are scored in contiguous chunks: ordering rows by prompt length keeps padding low.
+        # Evaluation tables are scored in contiguous chunks: ordering rows by prompt length keeps padding low, and
+        # rows sharing a prompt prefix (a user's rows with one history) side by side share its encoding.
         self.order = np.arange(len(self.frame))
         if sort_by_length:
-            lengths = np.array([len(self.prompt(r)) for r in range(len(self.frame))])
-            self.order = np.argsort(-lengths, kind="stable")
+            built = [self.prompt(r) for r in range(len(self.frame))]
+            by_length = np.argsort(-np.array([len(p) for p in built]), kind="stable")
+            first: dict = {}
+            group = [first.setdefault(scorer.prefix_group(built[r]) or ("row", r), k) for k, r in enumerate(by_length)]
+            self.order = by_length[np.argsort(group, kind="stable")]
 
     def prompt(self, row: int) -> ClickPrompt:
         if row not in self._built:
@@ -111,7 +115,8 @@ class ClickTask:
         return self.scorer.loss(batch["prompts"], batch["labels"])
 
     def predict(self, batch: dict) -> torch.Tensor:
-        return self.scorer.logits(batch["prompts"])
+        prompts = batch["prompts"]  # shared prefixes encoded once (YesScorer.rank; plain with eval.prefix_cache off)
+        return torch.as_tensor(self.scorer.rank(prompts, batch_size=len(prompts)), device=batch["labels"].device)
 
     def unsort(self, scores: np.ndarray) -> np.ndarray:
         """Scores in the frame's row order (predict_rows returns them in this task's sorted order)."""
@@ -128,9 +133,12 @@ def subset(frame: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
     return frame.iloc[pick].reset_index(drop=True)
 
 
-def scorer_for(model, tokenizer, cfg: ExperimentConfig, embed_fn=None) -> YesScorer:
-    return YesScorer(model, tokenizer, ScoringConfig(score=cfg.llm.score, batch_size=cfg.eval.batch_size),
-                     embed_fn=embed_fn)
+def scorer_for(model, tokenizer, cfg: ExperimentConfig, slots=None) -> YesScorer:
+    """The run's scorer; `slots`: the module that fills embedding slots (CoLLM), whose `embed` and `prefix_key`
+    become the scorer's hooks."""
+    return YesScorer(model, tokenizer, ScoringConfig(score=cfg.llm.score, batch_size=cfg.eval.batch_size,
+                                                     prefix_cache=cfg.eval.prefix_cache),
+                     embed_fn=getattr(slots, "embed", None), prefix_key=getattr(slots, "prefix_key", None))
 
 
 def add_lora(model, cfg: ExperimentConfig):
@@ -180,6 +188,18 @@ def stage1_from_run(peft_model, cfg: ExperimentConfig) -> dict:
     return {"from": str(run_dir), **source.metrics.get("stage1", {})}
 
 
+def stage_train_config(stage: StageConfig, seed: int, eval_batch_size: int) -> loop.TrainConfig:
+    """The training loop's settings for one stage (the 'official' schedule brings the official constants)."""
+    schedule = dict(loop.OFFICIAL_SCHEDULE) if stage.schedule == "official" else {}
+    if stage.min_lr is not None:
+        schedule["min_lr"] = stage.min_lr
+    return loop.TrainConfig(lr=stage.lr, weight_decay=stage.weight_decay, batch_size=stage.batch_size,
+                            grad_accum_steps=stage.grad_accum_steps, max_samples=stage.max_samples,
+                            epochs=None if stage.max_samples else stage.epochs, warmup_ratio=stage.warmup_ratio,
+                            eval_every=stage.eval_every, patience=stage.patience, seed=seed,
+                            eval_batch_size=eval_batch_size, **schedule)
+
+
 def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts,
                 split: ClickSplit, stage: StageConfig, seed: int) -> loop.TrainResult:
     """One tuning stage on split.train, selected on valid_small AUC; resumable from `run/<name>_train/`."""
@@ -192,11 +212,7 @@ def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer,
         s = eval_task.unsort(scores)
         return {"auc": auc(labels, s), "uauc": uauc(users, labels, s)}
 
-    tc = loop.TrainConfig(lr=stage.lr, weight_decay=stage.weight_decay, batch_size=stage.batch_size,
-                          grad_accum_steps=stage.grad_accum_steps, max_samples=stage.max_samples,
-                          epochs=None if stage.max_samples else stage.epochs, warmup_ratio=stage.warmup_ratio,
-                          eval_every=stage.eval_every, patience=stage.patience, seed=seed,
-                          eval_batch_size=scorer.config.batch_size)
+    tc = stage_train_config(stage, seed, scorer.config.batch_size)
     result = loop.fit(train_task, len(split.train), len(valid) or None, evaluate if len(valid) else None, tc,
                       run.file(f"{name}_train"), selection_metric="auc", eval_task=eval_task)
     run.log(f"{name}: best valid AUC {result.best_metrics.get('auc', float('nan')):.4f} at step "
@@ -210,12 +226,25 @@ def stage_summary(result: loop.TrainResult) -> dict:
             "train_tokens_per_second": result.tokens_per_second}
 
 
+TEST_SCORES = "test_scores.parquet"
+"""Per-row test scores of a run (user_id, item_id, label, warm, score): paired comparisons between methods read them."""
+
+
+def save_test_scores(run: Run, frame: pd.DataFrame, scores: np.ndarray) -> None:
+    out = frame[[c for c in ("user_id", "item_id", "label", "warm") if c in frame.columns]].copy()
+    out["score"] = np.asarray(scores, dtype=np.float64)
+    with atomic_file(run.file(TEST_SCORES)) as tmp:
+        out.to_parquet(tmp, index=False)
+
+
 def test_metrics(module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts, split: ClickSplit,
-                 cfg: ExperimentConfig) -> dict:
-    """AUC / UAUC (overall, warm, cold) on test (a fixed subset when eval.test_rows is set)."""
+                 cfg: ExperimentConfig, run: Run) -> dict:
+    """AUC / UAUC (overall, warm, cold) with 95% user-bootstrap intervals on test (a fixed subset when
+    eval.test_rows is set); the per-row scores are saved in the run."""
     test = subset(split.test, cfg.eval.test_rows, cfg.seed)
     task = ClickTask(module, scorer, prompts, test, sort_by_length=True)
     scores = task.unsort(loop.predict_rows(task, len(test), cfg.eval.batch_size))
-    out = frame_metrics(test, scores)
+    save_test_scores(run, test, scores)
+    out = frame_metrics(test, scores, intervals=True)
     out["prompt_tokens_per_sample"] = float(np.mean([len(task.prompt(r)) for r in range(len(test))]))
     return out

@@ -8,9 +8,10 @@ from llmrec.collab import trainer
 from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
 from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig
-from llmrec.runs import Run
 from llmrec.config import from_dict
+from llmrec.methods.click import save_test_scores, subset
 from llmrec.metrics import frame_metrics
+from llmrec.runs import Run
 
 
 def build(cfg: ExperimentConfig, n_users: int, n_items: int):
@@ -44,10 +45,10 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     torch.manual_seed(cfg.seed)
     model = build(cfg, split.n_users, split.n_items)
     result = train_model(cfg, split, run, model, "model")
-    test = result.test
-    if cfg.eval.test_rows is not None:  # the same fixed test rows the LLM methods score, for a fair table
-        from llmrec.methods.click import subset
-        rows = subset(split.test, cfg.eval.test_rows, cfg.seed)
-        test = frame_metrics(rows, trainer.predict(result.model, rows))
+    # the same (fixed subset of) test rows the LLM methods score, for a fair table, with intervals
+    rows = subset(split.test, cfg.eval.test_rows, cfg.seed)
+    scores = trainer.predict(result.model, rows)
+    save_test_scores(run, rows, scores)
+    test = frame_metrics(rows, scores, intervals=True)
     return {"test": test, "best_epoch": result.best_epoch, "best_valid_auc": result.best_valid_auc,
             "epochs": result.epochs_run, "seconds_per_epoch": round(result.seconds_per_epoch, 3)}

@@ -15,6 +15,9 @@ from llmrec.methods.collm.mapping import CoLLM
 from llmrec.methods.tallrec.recipe import text_prompts
 from llmrec.runs import Run
 
+TUNED_COLLAB = "collab_tuned.safetensors"
+"""The collaborative model's weights after stage 2 when `collm.tune_collab` (the recommender reads them)."""
+
 
 def embed_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig) -> ClickPrompts:
     return ClickPrompts(split, tokenizer, "id", max_length=cfg.llm.max_length,
@@ -41,11 +44,11 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     save_adapter(model, run.file("adapter"))
     collm = CoLLM(model, cf.model, model.config.hidden_size).to(next(model.parameters()).device)
     collm.set_trainable(cfg.collm.tune_collab)
-    scorer = scorer_for(model, tokenizer, cfg, embed_fn=collm.embed)
+    scorer = scorer_for(model, tokenizer, cfg, slots=collm)
     prompts = embed_prompts(split, tokenizer, cfg)
     out["stage2"] = stage_summary(train_stage("stage2", run, collm, scorer, prompts, split, cfg.stage2, cfg.seed))
     run.save_tensors("mapping.safetensors", collm.mapping.state_dict())
-    if cfg.collm.tune_collab:
-        run.save_tensors("collab.safetensors", collm.collab.state_dict())
-    out["test"] = test_metrics(collm, scorer, prompts, split, cfg)
+    if cfg.collm.tune_collab:  # collab.safetensors keeps the pre-trained weights
+        run.save_tensors(TUNED_COLLAB, collm.collab.state_dict())
+    out["test"] = test_metrics(collm, scorer, prompts, split, cfg, run)
     return out

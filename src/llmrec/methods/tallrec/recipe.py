@@ -22,9 +22,9 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
     prompts = text_prompts(split, tokenizer, cfg)
     if cfg.method == "icl":
-        return {"test": test_metrics(model, scorer_for(model, tokenizer, cfg), prompts, split, cfg)}
+        return {"test": test_metrics(model, scorer_for(model, tokenizer, cfg), prompts, split, cfg, run)}
     model = add_lora(model, cfg)
     scorer = scorer_for(model, tokenizer, cfg)
     stage1 = train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed)
     save_adapter(model, run.file("adapter"))
-    return {"stage1": stage_summary(stage1), "test": test_metrics(model, scorer, prompts, split, cfg)}
+    return {"stage1": stage_summary(stage1), "test": test_metrics(model, scorer, prompts, split, cfg, run)}
