@@ -1,6 +1,6 @@
 """Learning curves: a validation metric against training samples and CPU-minutes, for several runs on one figure.
 
-    python -m bench.curves OUT.png RUN[=LABEL] ... [--metric auc] [--stage stage2] [--line "BinMF=0.7243"]
+    python -m bench.curves OUT.png RUN[=LABEL] ... [--metric auc] [--stage stage2] [--line "BinMF=0.7243"] [--logx]
 
 A RUN is a run directory or a `log.jsonl`. From a run directory the points are its `metrics.json["curve"]` when it
 has one (ranking methods: CLLM4Rec, Mult-VAE, LC-Rec), else its `<stage>_train/checkpoint/log.jsonl`, written by
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--metric", default="auc")
     ap.add_argument("--stage", default=None)
     ap.add_argument("--line", action="append", default=[], help="LABEL=VALUE reference line")
+    ap.add_argument("--logx", action="store_true", help="log-scaled x axes (runs whose budgets differ by 100x)")
     args = ap.parse_args(argv)
     fig, (by_samples, by_minutes) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     rows = []
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> str:
     by_samples.legend(fontsize=8)
     for ax in (by_samples, by_minutes):
         ax.grid(alpha=0.3)
+        if args.logx:
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(left=0)
     save_png(fig, args.out)
     table = markdown_table(rows)
     print(table)
