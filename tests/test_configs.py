@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from llmrec.config import load_config
-from llmrec.experiment import METHODS
+from llmrec.methods.registry import METHODS
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 

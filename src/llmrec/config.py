@@ -176,7 +176,7 @@ class ExperimentConfig:
     """One experiment: a method on a dataset. Sections a method does not use are ignored."""
 
     method: str = "binllm"
-    """A name in llmrec.experiment.METHODS: click (mf ... collm), sequence (sasrec-rank, lcrec) or holdout
+    """A name in llmrec.methods.registry.METHODS: click (mf ... collm), sequence (sasrec-rank, lcrec) or holdout
     (multvae, lightgcn-bpr, cllm4rec)."""
     seed: int = 2023
     """Drives splits, sampling, initialisation."""

@@ -12,41 +12,11 @@ from pathlib import Path
 
 from llmrec.config import ExperimentConfig, load_config
 from llmrec.data.splits import get_click_split
-from llmrec.data.types import ClickSplit
 from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_file
 from llmrec.report import markdown_table
+from llmrec.methods.registry import VARIANTS, family, method_module, split_class
 from llmrec.runs import Run
-
-COLLAB_METHODS = ("mf", "lightgcn", "sasrec", "din")
-LLM_METHODS = ("icl", "tallrec", "binllm", "collm")
-# Three families, each with its own split and metrics:
-CLICK_METHODS = COLLAB_METHODS + ("binmf",) + LLM_METHODS  # click split (CoLLM/BinLLM); AUC, UAUC, warm/cold
-SEQUENCE_METHODS = ("sasrec-rank", "popularity-rank", "lcrec")  # leave-one-out sequences; full-ranking HR@K, NDCG@K
-# per-user held-out items; Recall@K, NDCG@K
-HOLDOUT_METHODS = ("multvae", "lightgcn-bpr", "popularity-holdout", "cllm4rec")
-METHODS = CLICK_METHODS + SEQUENCE_METHODS + HOLDOUT_METHODS
-# Named variants for `benchmark` (ablations and code forms): name -> (method, overrides).
-VARIANTS = {
-    "binllm-binary": ("binllm", ["binllm.code_format=binary"]),
-    "lcrec-random-index": ("lcrec", ["lcrec.index=random"]),
-    "lcrec-no-sinkhorn": ("lcrec", ["lcrec.sinkhorn=false"]),
-    # CLLM4Rec's tables, prompts, item head and fine-tuning with the LLM replaced by a mean of the prompt's ID rows
-    "cllm4rec-no-llm": ("cllm4rec", ["cllm4rec.encoder=mean", "cllm4rec.content_epochs=0",
-                                     "cllm4rec.alternate_epochs=0"]),
-}
-
-
-def family(method: str) -> str:
-    """'click', 'sequence' or 'holdout': which split a method trains on and which metrics it reports."""
-    if method in CLICK_METHODS:
-        return "click"
-    if method in SEQUENCE_METHODS:
-        return "sequence"
-    if method in HOLDOUT_METHODS:
-        return "holdout"
-    raise LlmrecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-
 
 def make_config(method: str, path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """The config of `method` (or of a named variant, see VARIANTS): defaults <- YAML file <- overrides."""
@@ -77,45 +47,6 @@ def load_split(cfg: ExperimentConfig):
     return get_click_split(d.dataset, dataset_options=dataset_options, cuts=d.cuts, threshold=d.threshold,
                            max_history=d.max_history, valid_small_fraction=d.valid_small_fraction, seed=cfg.seed,
                            warm_definition=d.warm_definition, domain=d.domain, cut_by=d.cut_by)
-
-
-def split_class(method: str):
-    """The split type a method's run directory saves under split/."""
-    kind = family(method)
-    if kind == "sequence":
-        from llmrec.data.types import SequenceSplit
-        return SequenceSplit
-    if kind == "holdout":
-        from llmrec.data.holdout import HoldoutSplit
-        return HoldoutSplit
-    return ClickSplit
-
-
-def method_module(method: str):
-    """The recipe module of a method. Every one has `train(cfg, split, run) -> metrics` (metrics["test"] holds
-    the test metrics); the sequence and holdout ones also `load_recommender(run, split)`, an object with
-    `recommend(user, k, candidates=None) -> [(item, title, score)]` and `evaluate(part) -> metrics`."""
-    if method in COLLAB_METHODS or method == "binmf":
-        from llmrec.methods import collab_recipe as module
-    elif method in ("icl", "tallrec"):
-        from llmrec.methods.tallrec import recipe as module
-    elif method == "binllm":
-        from llmrec.methods.binllm import recipe as module
-    elif method == "collm":
-        from llmrec.methods.collm import recipe as module
-    elif method == "sasrec-rank":
-        from llmrec.methods import seqrank_recipe as module
-    elif method == "popularity-rank":
-        from llmrec.methods import poprank_recipe as module
-    elif method == "lcrec":
-        from llmrec.methods.lcrec import recipe as module
-    elif method in ("multvae", "lightgcn-bpr", "popularity-holdout"):
-        from llmrec.methods import holdout_recipe as module
-    elif method == "cllm4rec":
-        from llmrec.methods.cllm4rec import recipe as module
-    else:
-        raise LlmrecError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    return module
 
 
 def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:

@@ -50,15 +50,15 @@ class Recommender:
         their own object with the same `recommend(user, k, candidates=None)` and `evaluate(part)`."""
         from llmrec.data.types import ClickSplit
 
-        from llmrec import experiment
+        from llmrec.methods import registry
 
         run = open_run(run_dir)
         if not run.finished:
             raise LlmrecError(f"{run.path}: the run has not finished (no metrics.json); run its train command again")
         method = run.config.method
-        if experiment.family(method) != "click":  # ranking families bring their own recommender
-            split = experiment.split_class(method).load(run.file("split"))
-            return experiment.method_module(method).load_recommender(run, split)
+        if registry.family(method) != "click":  # ranking families bring their own recommender
+            split = registry.split_class(method).load(run.file("split"))
+            return registry.load_recommender(method, run, split)
         rec = cls(run, ClickSplit.load(run.file("split")))
         rec._load()
         return rec

@@ -5,7 +5,7 @@
     rec = CLLM4Rec.load("runs/cllm4rec-ml100k"); rec.recommend(5, k=10)   # [(item, title, score)]
 
 From the command line (`llmrec train cllm4rec`), `train(cfg, split, run)` trains into run/cllm4rec/ and
-`load_recommender(run, split)` gives the `CLLM4Rec` of a finished run.
+`recommend.load_recommender(run, split)` gives the `CLLM4Rec` of a finished run.
 
 Stages, each one `llmrec.llm.train.fit` call with its own folder under out_dir (so a killed run re-run with the
 same arguments resumes inside the stage it was in, and finished stages are only reloaded):
@@ -223,7 +223,7 @@ def _save(out_dir: Path, model: CLLM4RecModel, split: HoldoutSplit, metrics: dic
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# `llmrec train cllm4rec` / `Recommender.from_pretrained` (see llmrec.experiment.method_module)
+# `llmrec train cllm4rec` / `Recommender.from_pretrained` (see llmrec.methods.registry)
 
 def cllm4rec_config(cfg) -> CLLM4RecConfig:
     """The CLLM4RecConfig of an ExperimentConfig: defaults <- its `cllm4rec` section."""
@@ -239,11 +239,3 @@ def train(cfg, split: HoldoutSplit, run) -> dict:
     metrics = dict(train_cllm4rec(cllm4rec_config(cfg), split, run.file("cllm4rec")))
     run.log(f"cllm4rec: valid {metrics['valid']}, test {metrics['test']}")
     return metrics
-
-
-def load_recommender(run, split: HoldoutSplit):
-    """The trained CLLM4Rec of a finished run: `recommend(user, k, candidates)`, `recommend_for_items(items, k)`,
-    `evaluate(part)`."""
-    from llmrec.methods.cllm4rec.recommend import CLLM4Rec
-
-    return CLLM4Rec.load(run.file("cllm4rec"), device="auto", split=split)

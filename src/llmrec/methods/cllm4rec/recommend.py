@@ -152,3 +152,9 @@ class CLLM4Rec:
         held = self.split.user_items(part)
         top = rank_users(self.model, self.vocab, users, self.train_items, self.config, self.pad_id)
         return ranking_metrics(top, [held[u] for u in users], intervals=True)
+
+
+def load_recommender(run, split: HoldoutSplit) -> CLLM4Rec:
+    """The trained CLLM4Rec of a finished run: `recommend(user, k, candidates)`, `recommend_for_items(items, k)`,
+    `evaluate(part)`."""
+    return CLLM4Rec.load(run.file("cllm4rec"), device="auto", split=split)

@@ -2,8 +2,8 @@
 
 Modules: embeddings (item text vectors), rqvae (the indexer), vocab (index tokens, JSON, vocabulary extension),
 trie (valid indices as tensors), generate (constrained beam search), templates + tasks (alignment samples and
-the training / evaluation Tasks), recipe (`train_lcrec`, and `train` / `load_recommender` for `llmrec train lcrec`),
-recommend (`LCRecRecommender`: a finished run's top-k and evaluation).
+the training / evaluation Tasks), recipe (`train_lcrec`, and `train` for `llmrec train lcrec`), recommend
+(`LCRecRecommender` and `load_recommender`: a finished run's top-k and evaluation).
 """
 from llmrec.methods.lcrec.generate import (BeamResult, constrained_beam_search, hf_constrained_generate,
                                            score_all_items)

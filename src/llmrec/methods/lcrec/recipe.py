@@ -29,7 +29,7 @@ and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by emb
 `lcrec_config.yaml`, and `metrics.json`, written last. Re-running the same call resumes.
 
 `llmrec train lcrec` (and `benchmark`) call `train(cfg, split, run)`: `LCRecConfig` from the config's `lcrec`
-section, the run into `RUN/lcrec/`; `Recommender.from_pretrained(RUN)` calls `load_recommender` (see `recommend.py`).
+section, the run into `RUN/lcrec/`; `Recommender.from_pretrained(RUN)` calls `recommend.load_recommender`.
 
 The default budget is the documented small CPU run for ml-100k with the embedded SmolLM2-135M (see
 `LCRecConfig`); the official run (LLaMA-7B, full fine-tuning, 4 epochs over every sample, lr 5e-5, global batch
@@ -73,7 +73,7 @@ class LCRecConfig:
     (640 of the ~80k alignment samples), validation NDCG@10 on 32 users at steps 40 and 80, test on 200 users.
     Measured on the shared two-core development machine (about 5 processes competing, one torch thread):
     18 training tokens/s (~70 s per step of ~1,500 tokens) and 4.1 s of beam search per user; an idle machine
-    runs the naive loop at ~120 tokens/s (DESIGN.md), i.e. ~12 s per step, so the default run takes ~16 min
+    runs the naive loop at ~120 tokens/s (BENCHMARKS.md), i.e. ~12 s per step, so the default run takes ~16 min
     of training plus ~4 min of evaluation there, after the one-off MiniLM embedding and RQ-VAE training
     (cached). It is a pipeline check, not a reproduction: paper-scale runs set max_steps=None, epochs=4,
     valid_users/test_users=None and the official tuning recipe (finetune="full", lr=5e-5, batch 128)."""
@@ -483,10 +483,3 @@ def train(cfg, split: SequenceSplit, run) -> dict:
     metrics = dict(train_lcrec(lcrec_config(cfg), split, run.file("lcrec")))
     run.log(f"lcrec: test {metrics['test']}, index {metrics.get('index')}")
     return metrics
-
-
-def load_recommender(run, split: SequenceSplit):
-    """The trained LC-Rec of a finished run: `recommend(user, k, candidates)` and `evaluate(part)`."""
-    from llmrec.methods.lcrec.recommend import LCRecRecommender
-
-    return LCRecRecommender.load(run.file("lcrec"), split)

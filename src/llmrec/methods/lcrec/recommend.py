@@ -103,3 +103,8 @@ class LCRecRecommender:
         task = seqrec_eval_task(self.model, self.tok, self.split, self.index, self.trie, self.cfg, rows, part,
                                 paper_view=part == "test")
         return evaluate_users(task, self.cfg.eval_batch_size, valid=part == "valid")
+
+
+def load_recommender(run, split: SequenceSplit) -> LCRecRecommender:
+    """The trained LC-Rec of a finished run: `recommend(user, k, candidates)` and `evaluate(part)`."""
+    return LCRecRecommender.load(run.file("lcrec"), split)
