@@ -27,7 +27,7 @@ from llmrec.collab.base import CollabModel, crop_history
 
 @dataclass
 class DINConfig:
-    """DIN, ML-1M defaults of CoLLM (PAPERS.md; official checkpoint `DIN_lr0.0001-dp-0.2-wd-0.0001`)."""
+    """DIN, ML-1M defaults of CoLLM (docs/papers.md; official checkpoint `DIN_lr0.0001-dp-0.2-wd-0.0001`)."""
 
     dim: int = 192
     """Total embedding size; each of the three id tables (user, item, history) gets dim / 3."""

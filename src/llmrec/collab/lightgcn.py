@@ -19,7 +19,7 @@ from llmrec.collab.base import CollabModel
 
 @dataclass
 class LightGCNConfig:
-    """LightGCN, ML-1M defaults of CoLLM (PAPERS.md)."""
+    """LightGCN, ML-1M defaults of CoLLM (docs/papers.md)."""
 
     dim: int = 64
     """Embedding size."""

@@ -11,7 +11,7 @@ from llmrec.collab.base import CollabModel
 
 @dataclass
 class MFConfig:
-    """MF, ML-1M defaults of CoLLM / BinLLM (PAPERS.md)."""
+    """MF, ML-1M defaults of CoLLM / BinLLM (docs/papers.md)."""
 
     dim: int = 256
     """Embedding size of users and items."""

@@ -25,7 +25,7 @@ from llmrec.collab.base import CollabModel, crop_history
 
 @dataclass
 class SASRecConfig:
-    """SASRec, ML-1M defaults of CoLLM (PAPERS.md and `baseline_train_sasrec.py`)."""
+    """SASRec, ML-1M defaults of CoLLM (docs/papers.md and `baseline_train_sasrec.py`)."""
 
     dim: int = 64
     """Hidden size (item and position embeddings)."""
@@ -48,7 +48,7 @@ class SASRecConfig:
     lr: float = 1e-2
     """Adam learning rate."""
     weight_decay: float = 1e-2
-    """Adam weight decay. PAPERS.md lists 1e-4, but the official run behind the published 0.7078 used 1e-2 (its log
+    """Adam weight decay. docs/papers.md lists 1e-4, but the official run behind the published 0.7078 used 1e-2 (its log
     line and checkpoint name `..._d64lr-0.01wd0.01len25.pth`); with 1e-4 it overfits after ~9 epochs."""
 
 

@@ -1,6 +1,6 @@
 """Per-user random holdout for top-k ranking (the Mult-VAE / CLLM4Rec protocol), cached, and its evaluation.
 
-Split (CLLM4Rec, PAPERS.md): keep interactions with rating > `threshold` (3), one row per (user, item) pair,
+Split (CLLM4Rec, docs/papers.md): keep interactions with rating > `threshold` (3), one row per (user, item) pair,
 filter to the k-core (users and items with at least `min_count` interactions, repeated until stable), renumber
 users and items contiguously from 1 (0 stays padding), then shuffle each user's items with a seeded generator and
 cut at round(0.8 n) and round(0.9 n) (halves rounded up): train / valid / test. Cutting at cumulative boundaries

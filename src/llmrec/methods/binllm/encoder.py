@@ -18,7 +18,7 @@ from torch import nn
 
 @dataclass
 class EncoderConfig:
-    """Text-like encoding module (PAPERS.md, BinLLM)."""
+    """Text-like encoding module (docs/papers.md, BinLLM)."""
 
     dim: int = 32
     """Code length in bits (the MF embedding size too). Dot-decimal needs a multiple of 8."""
