@@ -216,12 +216,60 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _coerce(value, tp, where: str):
+# -- ranges ------------------------------------------------------------------------------------------------------
+# One table by field name, for every config dataclass read through `from_dict` (the sections above and the
+# methods' own configs: RankingConfig, LCRecConfig, MultVAEConfig, ...), so `collab.epochs=-5` or
+# `lcrec.batch_size=0` fail before a run directory exists instead of training nothing or crashing later.
+# (low, low inclusive, high, high inclusive); None: unbounded. None values ("off", "all") are never checked.
+_AT_LEAST_1 = (1, True, None, False)
+_POSITIVE = (0, False, None, False)
+_NON_NEGATIVE = (0, True, None, False)
+_SHARE = (0, True, 1, False)  # [0, 1)
+_FRACTION = (0, False, 1, True)  # (0, 1]
+RANGES = {
+    "epochs": _POSITIVE, "batch_size": _AT_LEAST_1, "eval_batch_size": _AT_LEAST_1, "eval_every": _AT_LEAST_1,
+    "patience": _AT_LEAST_1, "grad_accum_steps": _AT_LEAST_1, "max_samples": _AT_LEAST_1, "max_steps": _AT_LEAST_1,
+    "test_rows": _AT_LEAST_1, "eval_rows": _NON_NEGATIVE, "valid_users": _AT_LEAST_1, "test_users": _AT_LEAST_1,
+    "max_valid_users": _AT_LEAST_1, "eval_users_per_batch": _AT_LEAST_1, "num_beams": _AT_LEAST_1,
+    "negatives": _AT_LEAST_1, "k": _AT_LEAST_1, "r": _AT_LEAST_1, "lora_r": _AT_LEAST_1, "dim": _AT_LEAST_1,
+    "hidden": _AT_LEAST_1, "latent": _AT_LEAST_1, "layers": _NON_NEGATIVE, "beta_every": _AT_LEAST_1,
+    "max_length": _AT_LEAST_1, "max_history": _NON_NEGATIVE, "history_titles": _NON_NEGATIVE,
+    "max_text_tokens": _AT_LEAST_1, "max_prompt_items": _AT_LEAST_1, "max_doc_items": _AT_LEAST_1,
+    "max_content_docs": _AT_LEAST_1, "lr": _POSITIVE, "min_lr": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE,
+    "reg": _NON_NEGATIVE, "lambda_reg": _NON_NEGATIVE, "beta_cap": _NON_NEGATIVE, "beta_step": _NON_NEGATIVE,
+    "alpha": _POSITIVE, "lora_alpha": _POSITIVE, "init_std": _POSITIVE, "dropout": _SHARE, "lora_dropout": _SHARE,
+    "warmup_ratio": _SHARE, "heldout_ratio": _SHARE, "valid_small_fraction": _FRACTION,
+}
+_SUFFIX_RANGES = (("_epochs", _NON_NEGATIVE), ("_batch_size", _AT_LEAST_1), ("_lr", _POSITIVE))
+"""Fields not named above by their ending: cllm4rec.content_epochs (0 skips the stage), pretrain_lr, ..."""
+
+
+def check_range(name: str, value, where: str) -> None:
+    """One line naming the field when a number is outside the range its name implies (see RANGES)."""
+    rule = RANGES.get(name) or next((r for suffix, r in _SUFFIX_RANGES if name.endswith(suffix)), None)
+    if rule is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    lo, lo_in, hi, hi_in = rule
+    ok = (lo is None or value > lo or (lo_in and value == lo)) and (hi is None or value < hi or (hi_in and value == hi))
+    if not ok:
+        left = "" if lo is None else f"{'[' if lo_in else '('}{lo}"
+        right = "" if hi is None else f"{hi}{']' if hi_in else ')'}"
+        want = (f"in {left}, {right}" if lo is not None and hi is not None else
+                f"{'>=' if lo_in else '>'} {lo}" if lo is not None else f"{'<=' if hi_in else '<'} {hi}")
+        raise LlmrecError(f"{where}: must be {want}, got {value!r}")
+
+
+def _at(where: str, key: str) -> str:
+    """'FILE: section.field' / 'override ...: section.field': the field path after a leading 'source:'."""
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+
+
+def _coerce(value, tp, where: str, check: bool = True):
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise LlmrecError(f"{where}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, where)
+        return from_dict(tp, value, where, check=check)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -229,7 +277,7 @@ def _coerce(value, tp, where: str):
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, where, check)
             except LlmrecError as exc:
                 errors.append(str(exc))
         raise LlmrecError(errors[0] if errors else f"{where}: bad value {value!r}")
@@ -252,6 +300,8 @@ def _coerce(value, tp, where: str):
             raise LlmrecError(f"{where}: expected {tp.__name__}, got {value!r}") from None
         if tp is int and isinstance(value, float) and value != int(value):
             raise LlmrecError(f"{where}: expected an integer, got {value!r}")
+        if tp is float and number != number:
+            raise LlmrecError(f"{where}: expected a number, got {value!r}")
         return number
     if tp is str:
         if not isinstance(value, (str, int, float)):
@@ -265,22 +315,31 @@ def _coerce(value, tp, where: str):
     return value
 
 
-def from_dict(cls, data: dict | None, where: str = "config"):
-    """Build dataclass `cls` from a (partial) dict; unknown keys and wrong types give one clear line."""
+def from_dict(cls, data: dict | None, where: str = "config", check: bool = True):
+    """Build dataclass `cls` from a (partial) dict; unknown keys, wrong types and (with `check`) numbers out of
+    range (RANGES) give one clear line naming `where` and the field."""
     data = data or {}
+    if not isinstance(data, dict):
+        raise LlmrecError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)
     if unknown:
-        raise LlmrecError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+        raise LlmrecError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} "
+                          f"(known: {', '.join(sorted(names))})")
     defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)
                 if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(hints[f.name])}
     kwargs = {}
     for k, v in data.items():
         if k in defaults and isinstance(v, dict):  # a partial section keeps the parent's defaults for the rest
             v = _merge(to_dict(defaults[k]), v)
-        kwargs[k] = _coerce(v, hints[k], f"{where}.{k}")
-    return cls(**kwargs)
+        kwargs[k] = _coerce(v, hints[k], _at(where, k), check)
+        if check:
+            check_range(k, kwargs[k], _at(where, k))
+    try:
+        return cls(**kwargs)
+    except LlmrecError as exc:  # a class's own checks (__post_init__) name the field but not the source
+        raise LlmrecError(f"{where.rstrip(':')}: {exc}") from None
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -294,34 +353,68 @@ def parse_overrides(items: list[str]) -> dict:
     """['llm.backbone=tiny', 'stage1.lr=3e-4'] -> nested dict, values parsed as YAML scalars."""
     out: dict = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise LlmrecError(f"override {item!r}: expected section.field=value")
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+        out = _merge(out, parse_override(item))
     return out
 
 
+def parse_override(item: str) -> dict:
+    """'stage1.lr=3e-4' -> {'stage1': {'lr': 0.0003}}; a bad one is named in one line."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise LlmrecError(f"override {item!r}: expected section.field=value")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as exc:
+        raise LlmrecError(f"override {item!r}: not a valid value ({_yaml_problem(exc)})") from None
+    node = out = {}
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    return str(getattr(exc, "problem", None) or str(exc).splitlines()[0])
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a file; errors as 'FILE:LINE:COL: problem' (1-based, as editors count)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise LlmrecError(f"{path}: no such config file") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+        raise LlmrecError(f"{path}: cannot read the config file ({type(exc).__name__})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise LlmrecError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise LlmrecError(f"{path}: expected a mapping (section: fields) at the top level, "
+                          f"got {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None,
-                cls=ExperimentConfig):
-    """Defaults <- `base` dict <- YAML file <- command-line overrides."""
+                cls=ExperimentConfig, check: bool = True):
+    """Defaults <- `base` dict <- YAML file <- command-line overrides. A problem is blamed on its source: the
+    file (with the field path) or the override text. `check=False` skips the ranges (reading saved runs)."""
     data = dict(base or {})
+    where = "config:"
     if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise LlmrecError(f"{path}: no such config file") from None
-        except yaml.YAMLError as exc:
-            raise LlmrecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise LlmrecError(f"{path}: expected a mapping at the top level")
-        data = _merge(data, loaded)
-    data = _merge(data, parse_overrides(overrides or []))
-    return from_dict(cls, data, str(path) if path else "config")
+        where = f"{path}:"
+        data = _merge(data, read_yaml(path))
+    cfg = from_dict(cls, data, where, check)
+    for item in overrides or []:  # one at a time: what fails now is this override's doing
+        data = _merge(data, parse_override(item))
+        cfg = from_dict(cls, data, f"override {item!r}:", check)
+    return cfg
 
 
 def save_config(cfg, path: str | Path) -> None:

@@ -19,13 +19,46 @@ from llmrec.methods.registry import VARIANTS, family, method_module, split_class
 from llmrec.runs import Run
 
 def make_config(method: str, path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """The config of `method` (or of a named variant, see VARIANTS): defaults <- YAML file <- overrides."""
+    """The config of `method` (or of a named variant, see VARIANTS): defaults <- YAML file <- overrides, every
+    value type- and range-checked, the method's own sections included, before anything is written."""
     method, variant_overrides = VARIANTS.get(method, (method, []))
     family(method)  # unknown names fail here, with the list of known ones
     cfg = load_config(path, variant_overrides + list(overrides or []), base={"method": method})
     if cfg.method != method:  # the command line names the method; a config file's `method:` must agree
         cfg = dataclasses.replace(cfg, method=method)
+    check_sections(cfg)
     return cfg
+
+
+def check_sections(cfg: ExperimentConfig) -> None:
+    """Build the method's own configs from their untyped sections (sequence, holdout, seqrank, lcrec, multvae,
+    bpr, cllm4rec, encoder), so a bad key or value there fails now, in one line, not after a run started."""
+    from llmrec.config import from_dict
+
+    kind, m = family(cfg.method), cfg.method
+    if m in ("binllm", "binmf"):
+        from llmrec.methods.binllm.encoder import EncoderConfig
+        from_dict(EncoderConfig, cfg.encoder, "encoder")
+    if kind == "sequence":
+        from llmrec.data.splits import SequenceSplitConfig
+        from llmrec.methods.lcrec.recipe import lcrec_config
+        from_dict(SequenceSplitConfig, cfg.sequence, "sequence")
+        lcrec_config(cfg)  # every sequence method reads lcrec.exclude_seen and LC-Rec's test users
+        if m == "sasrec-rank":
+            from llmrec.methods.seqrank_recipe import ranking_config
+            ranking_config(cfg)
+    if kind == "holdout":
+        from llmrec.data.holdout import HoldoutConfig
+        from_dict(HoldoutConfig, cfg.holdout, "holdout")
+        if m == "multvae":
+            from llmrec.collab.multvae import MultVAEConfig
+            from_dict(MultVAEConfig, cfg.multvae, "multvae")
+        elif m == "lightgcn-bpr":
+            from llmrec.methods.cllm4rec.baselines import BPRConfig
+            from_dict(BPRConfig, cfg.bpr, "bpr")
+        elif m == "cllm4rec":
+            from llmrec.methods.cllm4rec.recipe import cllm4rec_config
+            cllm4rec_config(cfg)
 
 
 def load_split(cfg: ExperimentConfig):
@@ -50,16 +83,25 @@ def load_split(cfg: ExperimentConfig):
 
 
 def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
-    """Train and test `cfg.method`; everything lands in the run directory `out` (resumed if unfinished)."""
+    """Train and test `cfg.method`; everything lands in the run directory `out` (resumed if unfinished). A new
+    run's split is built before the directory is made, so bad data leaves nothing behind."""
+    out = Path(out)
+    if not (out / "config.yaml").exists() and split is None:
+        split = load_split(cfg)
     run = Run.create_or_resume(out, cfg)
     if run.finished:
         run.log("already finished; metrics kept")
         return run.metrics
+    state = run.state()
     if run.has("split/split.json"):
         split = split_class(cfg.method).load(run.file("split"))
     else:
         split = split if split is not None else load_split(cfg)
         split.save(run.file("split"))  # the run keeps its data: inference needs no re-split, never a different one
+    if state:  # the method's own checkpoints take it from here
+        message = f"resumed from {run.path} ({', '.join(state[:6])}{', ...' if len(state) > 6 else ''})"
+        run.log(message)
+        print(message, flush=True)
     started = time.perf_counter()
     run.log(f"train {cfg.method} on {split.name}")
     metrics = method_module(cfg.method).train(cfg, split, run)
@@ -70,10 +112,24 @@ def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
     return metrics
 
 
+EVAL_PARTS = {"click": ("train", "valid", "valid_small", "test"), "sequence": ("valid", "test", "test_all"),
+              "lcrec": ("valid", "test"), "holdout": ("valid", "test")}
+"""What `evaluate` can score, by family (or method where it differs)."""
+
+
 def evaluate(run_dir: str | Path, parts: list[str] = ("test",)) -> dict:
     """Score the given split parts with a saved run."""
     from llmrec.recommender import Recommender
 
+    from llmrec.runs import open_run
+
+    method = open_run(run_dir).config.method
+    valid = EVAL_PARTS.get(method) or EVAL_PARTS[family(method)]
+    parts = [p.strip() for p in parts if p.strip()]
+    bad = [p for p in parts if p not in valid]
+    if bad or not parts:
+        got = f"unknown part {bad[0]!r}" if bad else "no part given"
+        raise LlmrecError(f"--parts: {got}; a {method} run has {', '.join(valid)}")
     rec = Recommender.from_pretrained(run_dir)
     return {part: rec.evaluate(part) for part in parts}
 

@@ -6,6 +6,7 @@ running the same command again resumes it from its checkpoints instead of starti
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_file
 
 
+_NOT_STATE = {"config.yaml", "log.txt", "split"}
+"""Run files that are not training state."""
+
+
 class Run:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -24,19 +29,36 @@ class Run:
     # -- lifecycle ------------------------------------------------------------------------------------------
     @classmethod
     def create_or_resume(cls, path: str | Path, config: ExperimentConfig) -> "Run":
-        """Start a run directory, or reopen an unfinished one made by the same config (else refuse)."""
+        """Start a run directory, or reopen an unfinished one made by the same config (else refuse). A directory
+        that holds no training state yet (a run that failed before it trained) takes the new config."""
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=True)
         cfg_file = run.path / "config.yaml"
         if cfg_file.exists():
-            old = to_dict(load_config(cfg_file))
+            try:
+                old = to_dict(load_config(cfg_file, check=False))
+            except LlmrecError:
+                old = None  # unreadable: only a directory without training state may be taken over
             if old != to_dict(config):
-                changed = sorted(_diff(old, to_dict(config)))
-                raise LlmrecError(f"{run.path}: holds a run with a different config ({', '.join(changed[:5])}); "
-                                  "choose another --out or delete it")
+                if run.state():
+                    changed = sorted(_diff(old, to_dict(config))) if old is not None else ["config.yaml unreadable"]
+                    raise LlmrecError(f"{run.path}: holds a run with a different config ({', '.join(changed[:5])}); "
+                                      "choose another --out or delete it")
+                shutil.rmtree(run.file("split"), ignore_errors=True)  # made from the old config's data options
+                save_config(config, cfg_file)
+                run.log("config replaced: the run had not started training (no checkpoints), so the new config "
+                        "takes its place")
         else:
             save_config(config, cfg_file)
         return run
+
+    def state(self) -> list[str]:
+        """What training has left in the directory (checkpoints, weights, adapters): everything except the
+        config, the log and the copied split. Empty: nothing trained yet."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name + ("/" if p.is_dir() else "") for p in self.path.iterdir()
+                      if p.name not in _NOT_STATE and not p.name.startswith("."))
 
     @property
     def finished(self) -> bool:
@@ -44,7 +66,7 @@ class Run:
 
     @property
     def config(self) -> ExperimentConfig:
-        return load_config(self.path / "config.yaml")
+        return load_config(self.path / "config.yaml", check=False)
 
     # -- files ----------------------------------------------------------------------------------------------
     def file(self, name: str) -> Path:
