@@ -41,38 +41,43 @@ def _evaluate(args) -> None:
     print(experiment.format_parts(experiment.evaluate(args.run, parts=args.parts.split(","))))
 
 
-def _id_list(text: str, option: str) -> list[int]:
-    try:
-        return [int(c) for c in text.split(",") if c.strip()]
-    except ValueError:
-        raise LlmrecError(f"{option}: expected comma-separated integer ids, got {text!r}") from None
+def _id_list(text: str, option: str) -> list[str]:
+    ids = [c.strip() for c in text.split(",") if c.strip()]
+    if not ids:
+        raise LlmrecError(f"{option}: no ids in {text!r}; give comma-separated ids")
+    return ids
+
+
+def _load(run: str):
+    """The run's recommender, with a note (once, on stderr) when its ids are internal for lack of raw maps."""
+    from llmrec.recommender import Recommender
+
+    rec = Recommender.from_pretrained(run)
+    if rec.ids.note:
+        print(f"llmrec: note: {rec.ids.note}", file=sys.stderr)
+    return rec
 
 
 def _recommend(args) -> None:
-    from llmrec.recommender import Recommender
-
     if (args.user is None) == (args.items is None):
         raise LlmrecError("recommend: give exactly one of --user U or --items I1,I2,... (a new user's known items)")
-    candidates = _id_list(args.candidates, "--candidates") if args.candidates else None
+    if args.k < 1:
+        raise LlmrecError(f"-k: must be >= 1, got {args.k}")
+    candidates = _id_list(args.candidates, "--candidates") if args.candidates is not None else None
     items = _id_list(args.items, "--items") if args.items is not None else None
-    rec = Recommender.from_pretrained(args.run)
+    rec = _load(args.run)
+    options = {"internal_ids": args.internal_ids}
     if items is not None:
-        if not hasattr(rec, "recommend_for_items"):
-            from llmrec.runs import open_run
-            raise LlmrecError(f"{args.run}: a {open_run(args.run).config.method} run cannot recommend from --items "
-                              "(cllm4rec and multvae runs can); use --user")
-        top = rec.recommend_for_items(items, k=args.k, candidates=candidates)
+        top = rec.recommend_for_items(items, k=args.k, candidates=candidates, **options)
     else:
-        top = rec.recommend(args.user, k=args.k, candidates=candidates)
+        top = rec.recommend(args.user, k=args.k, candidates=candidates, cold_start=args.cold_start, **options)
     for rank, (item, title, score) in enumerate(top, 1):
-        print(f"{rank:>3}  {score:9.4f}  {item:>6}  {title}")
+        print(f"{rank:>3}  {score:9.4f}  {item!s:>6}  {title or item}")
 
 
 def _score(args) -> None:
-    from llmrec.recommender import Recommender
-
-    rec = Recommender.from_pretrained(args.run)
-    out = rec.score_csv(args.pairs)
+    rec = _load(args.run)
+    out = rec.score_csv(args.pairs, cold_start=args.cold_start, internal_ids=args.internal_ids)
     if args.output:
         out.to_csv(args.output, index=False)
         print(f"wrote {len(out)} scores to {args.output}")
@@ -94,8 +99,17 @@ def _demo(args) -> None:
               methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()))
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get the one-line form of every other bad input (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        print(f"llmrec: error: {self.prog.removeprefix('llmrec').strip() + ': ' if self.prog != 'llmrec' else ''}"
+              f"{message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmrec", description="Collaborative information in LLM recommenders.")
+    p = _Parser(prog="llmrec", description="Collaborative information in LLM recommenders.")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="list datasets or describe one")
@@ -117,19 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--parts", default="test", help="comma-separated: valid, valid_small, test")
     e.set_defaults(func=_evaluate)
 
+    ids_help = "take and show the run's internal ids instead of the dataset's own"
+    cold_help = ("for a user (or item) the run does not know: rank by train popularity instead of failing "
+                 "(score: the item's share of train interactions, flagged in a cold_start column)")
     r = sub.add_parser("recommend", help="top-k items for a user (or a new user's known items) from a saved run")
     r.add_argument("run")
-    r.add_argument("--user", type=int, help="internal user id")
+    r.add_argument("--user", help="user id, as in the dataset (see --internal-ids)")
     r.add_argument("--items", help="instead of --user: comma-separated item ids a new user interacted with "
-                   "(cllm4rec, multvae runs)")
-    r.add_argument("-k", type=int, default=10)
+                   "(cllm4rec, multvae, popularity-holdout runs)")
+    r.add_argument("-k", type=int, default=10, help="how many items (>= 1)")
     r.add_argument("--candidates", help="comma-separated item ids to rank (default: all unseen items)")
+    r.add_argument("--internal-ids", action="store_true", help=ids_help)
+    r.add_argument("--cold-start", choices=["popularity"], help=cold_help)
     r.set_defaults(func=_recommend)
 
     s = sub.add_parser("score", help="score (user_id, item_id) pairs from a CSV")
     s.add_argument("run")
-    s.add_argument("pairs", help="CSV with columns user_id,item_id")
+    s.add_argument("pairs", help="CSV with columns user_id,item_id (the dataset's ids, see --internal-ids)")
     s.add_argument("--output", help="write scores here instead of stdout")
+    s.add_argument("--internal-ids", action="store_true", help=ids_help)
+    s.add_argument("--cold-start", choices=["popularity"], help=cold_help)
     s.set_defaults(func=_score)
 
     b = sub.add_parser("benchmark", help="run several methods on one dataset; markdown table + PNG figures")
@@ -155,11 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # overrides (section.field=value) may come before or after the options
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.overrides = list(args.overrides) + extra
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.overrides = list(args.overrides) + extra
+    except SystemExit as exc:  # --help (0) or a usage error, already printed in one line (2)
+        return int(exc.code or 0)
     try:
         args.func(args)
     except LlmrecError as exc:

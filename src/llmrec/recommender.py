@@ -1,32 +1,36 @@
 """Inference from a saved run: "score this pair" and "top-k for this user".
 
     rec = Recommender.from_pretrained("runs/binllm-ml-100k")
-    rec.score([1, 1], [50, 172])            # scores of (user, item) pairs
-    rec.recommend(user=1, k=10)             # [(item_id, title, score), ...]
+    rec.score(["1", "1"], ["50", "172"])    # scores of (user, item) pairs, in the dataset's own ids
+    rec.recommend("1", k=10)                # [(item_id, title, score), ...]
+    rec.recommend(1, k=10, internal_ids=True)
 
-Histories are the user's positives in every part of the run's split, oldest first (the user's past as known now).
-Unknown users or items never crash: LLM runs fall back to the text-only prompt (no codes, no collaborative
-embedding) with a warning; collaborative runs give NaN with a warning.
+Every run's recommender (this class for click runs, the ranking families' own) shares `llmrec.serving.Serving`:
+the dataset's own ids in and out, and one rule for users and items the run does not know (`llmrec.ids`): an
+error, or with `cold_start="popularity"` the train-popularity fallback.
+Histories are the user's positives in every part of the run's split, oldest first (the user's past as known now);
+the users a click run knows are those with rows in its split.
 For LLM runs, `recommend` over the whole catalogue first shortlists `pool` candidates (by the run's own
 collaborative model where it has one — BinLLM's encoder, CoLLM's collaborative model — else by popularity) and
 re-ranks them with the LLM, each user's shared prompt prefix encoded once (YesScorer.rank).
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from llmrec.errors import LlmrecError
+from llmrec.ids import RunIds
 from llmrec.metrics import frame_metrics
 from llmrec.runs import open_run
+from llmrec.serving import Serving
 
 LLM_METHODS = ("icl", "tallrec", "binllm", "collm")
 
 
-class Recommender:
+class Recommender(Serving):
     def __init__(self, run, split):
         self.run = run
         self.cfg = run.config
@@ -40,6 +44,9 @@ class Recommender:
         counts = split.train["item_id"].value_counts()
         self.popularity = np.zeros(split.n_items)
         self.popularity[counts.index.to_numpy()] = counts.to_numpy()
+        self.item_popularity, self.item_titles = self.popularity, self.titles
+        self.ids = RunIds.of_split(split, self.seen)
+        self.method = self.cfg.method
         self._collab = None  # a collaborative scorer (model or encoder) when the run has one
         self._llm = None
 
@@ -108,12 +115,8 @@ class Recommender:
             slots.eval()
             self.prompts = embed_prompts(self.split, tokenizer, self.cfg)
         self._llm = scorer_for(model, tokenizer, self.cfg, slots=slots)
-        self._text_scorer = scorer_for(model, tokenizer, self.cfg)
 
-    # -- scoring --------------------------------------------------------------------------------------------
-    def _known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return (users >= 1) & (users < self.split.n_users) & (items >= 1) & (items < self.split.n_items)
-
+    # -- scoring (known internal ids; llmrec.serving applies the id rule) ---------------------------------------
     def _frame(self, users, items, history_len: int = 50) -> pd.DataFrame:
         empty = np.zeros(0, dtype=np.int64)
         return pd.DataFrame({"user_id": users, "item_id": items, "label": np.zeros(len(users), dtype=np.int8),
@@ -124,79 +127,30 @@ class Recommender:
 
         return predict(self._collab, self._frame(users, items))
 
-    def score(self, users, items) -> np.ndarray:
-        """Scores of (user, item) pairs (higher = more likely to be liked)."""
-        users = np.asarray(users, dtype=np.int64).ravel()
-        items = np.asarray(items, dtype=np.int64).ravel()
-        if users.shape != items.shape:
-            raise LlmrecError(f"score: {len(users)} users but {len(items)} items")
-        known = self._known(users, items)
-        if not known.all():
-            bad = [(int(u), int(i)) for u, i in zip(users[~known], items[~known])][:3]
-            how = "the text-only prompt" if self._llm is not None else "NaN"
-            warnings.warn(f"{(~known).sum()} pair(s) with unknown user or item (e.g. {bad}); scored with {how}",
-                          stacklevel=2)
-        out = np.full(len(users), np.nan)
+    def _score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         if self._llm is None:
-            if known.any():
-                out[known] = self._collab_scores(users[known], items[known])
-            return out
-        frame = self._frame(users, items)
-        if known.any():
-            out[known] = self._llm.rank(self.prompts.for_frame(frame[known]))
-        if (~known).any():
-            out[~known] = self._text_scorer.rank(self.text_prompts.for_frame(frame[~known]))
-        return out
+            return self._collab_scores(users, items)
+        return self._llm.rank(self.prompts.for_frame(self._frame(users, items)))
 
-    def recommend(self, user: int, k: int = 10, candidates=None, pool: int = 100) -> list[tuple[int, str, float]]:
-        """Top-k (item id, title, score) for a user among `candidates` (default: every item they have not seen)."""
-        if k < 1:
-            raise LlmrecError(f"recommend: k must be >= 1, got {k}")
-        user = int(user)
+    def _recommend(self, user: int, k: int, candidates, pool: int = 100) -> list[tuple[int, str, float]]:
+        """Top-k among `candidates` (default: every item the user has not seen; LLM runs shortlist `pool`)."""
         if candidates is None:
             seen = self.seen.get(user, set())
             candidates = np.array([i for i in range(1, self.split.n_items) if i not in seen], dtype=np.int64)
             if self._llm is not None and len(candidates) > pool:
                 candidates = self._shortlist(user, candidates, pool)
-        candidates = np.asarray(candidates, dtype=np.int64)
         if not len(candidates):
-            raise LlmrecError(f"recommend: no candidate items for user {user}")
-        users = np.full(len(candidates), user)
-        if self._llm is not None and self._known(users[:1], candidates[:1]).all() and \
-                self._known(users, candidates).all():
-            scores = self._llm.rank(self.prompts.for_frame(self._frame(users, candidates)))
-        else:
-            scores = self.score(users, candidates)
+            raise LlmrecError(f"recommend: no candidate items left for user {user} (they have seen them all)")
+        scores = self._score(np.full(len(candidates), user), candidates)
         order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:k]
         return [(int(candidates[j]), self.titles.get(int(candidates[j]), ""), float(scores[j])) for j in order]
 
     def _shortlist(self, user: int, candidates: np.ndarray, pool: int) -> np.ndarray:
-        if self._collab is not None and 1 <= user < self.split.n_users:
+        if self._collab is not None:
             pre = self._collab_scores(np.full(len(candidates), user), candidates)
         else:
             pre = self.popularity[candidates]
         return candidates[np.argsort(-pre, kind="stable")[:pool]]
-
-    def score_csv(self, path: str | Path) -> pd.DataFrame:
-        """Read (user_id, item_id) pairs from a CSV and add a `score` column."""
-        path = Path(path)
-        try:
-            pairs = pd.read_csv(path)
-        except FileNotFoundError:
-            raise LlmrecError(f"{path}: no such file") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise LlmrecError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-        missing = [c for c in ("user_id", "item_id") if c not in pairs.columns]
-        if missing:
-            raise LlmrecError(f"{path}: missing column(s) {', '.join(missing)} (expected user_id,item_id)")
-        for col in ("user_id", "item_id"):
-            values = pd.to_numeric(pairs[col], errors="coerce")
-            if values.isna().any() or (values % 1 != 0).any():
-                row = int(np.flatnonzero(values.isna() | (values % 1 != 0))[0]) + 2
-                raise LlmrecError(f"{path}: row {row}: {col} must be an integer id, got {pairs[col].iloc[row - 2]!r}")
-            pairs[col] = values.astype(np.int64)
-        pairs["score"] = self.score(pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy())
-        return pairs
 
     def score_frame(self, frame: pd.DataFrame, progress: bool = False) -> np.ndarray:
         """Scores of the rows of a click frame (user_id, item_id, history), each with its own history, as in

@@ -59,7 +59,7 @@ def test_cli_train_recommend_new_user_and_bad_input(data, tmp_path, capsys):
     for user in (1, 7):
         assert main(["recommend", str(run), "--user", str(user), "-k", "6"]) == 0
         items = printed_items(capsys.readouterr().out)
-        assert items == [i for i, _, _ in rec.recommend(user, k=6)]
+        assert items == [i for i, _, _ in rec.recommend(user, k=6, internal_ids=True)]
         assert len(items) == 6 == len(set(items)) and all(1 <= i < split.n_items for i in items)
         assert not set(items) & set(train[user].tolist())
 
@@ -67,16 +67,16 @@ def test_cli_train_recommend_new_user_and_bad_input(data, tmp_path, capsys):
     assert main(["recommend", str(run), "--items", "3,5,8", "-k", "4"]) == 0
     items = printed_items(capsys.readouterr().out)
     assert len(items) == 4 == len(set(items)) and not {3, 5, 8} & set(items)
-    assert items == [i for i, _, _ in rec.recommend_for_items([3, 5, 8], k=4)]
+    assert items == [i for i, _, _ in rec.recommend_for_items([3, 5, 8], k=4, internal_ids=True)]
     # the items matter: another history gives another list
-    other = [i for i, _, _ in rec.recommend_for_items(train[2].tolist(), k=10)]
-    assert other != [i for i, _, _ in rec.recommend_for_items(train[1].tolist(), k=10)]
+    other = [i for i, _, _ in rec.recommend_for_items(train[2].tolist(), k=10, internal_ids=True)]
+    assert other != [i for i, _, _ in rec.recommend_for_items(train[1].tolist(), k=10, internal_ids=True)]
 
     for argv, message in ((["--user", "1", "--items", "3"], "exactly one of"), ([], "exactly one of"),
-                          (["--items", "3,x"], "comma-separated integer"),
-                          (["--items", str(split.n_items)], "outside the trained items"),
-                          (["--user", str(split.n_users + 3)], "outside the trained users"),
-                          (["--user", "1", "--candidates", "0"], "outside the trained items")):
+                          (["--items", "3,x"], "item x is not in the run's data"),
+                          (["--items", str(split.n_items)], f"item {split.n_items} is not in the run's data"),
+                          (["--user", str(split.n_users + 3)], f"user {split.n_users + 3} is not in the run's data"),
+                          (["--user", "1", "--candidates", "0"], "candidates: item 0 is not in the run's data")):
         assert main(["recommend", str(run), *argv]) == 2
         one_line_error(capsys, message)
 
@@ -179,7 +179,7 @@ def test_items_option_is_refused_for_runs_without_it(data, tmp_path, capsys):
     assert main(["train", "mf", "--out", str(run), *data, "data.cuts=[0.7, 0.85]", "collab.epochs=2"]) == 0
     capsys.readouterr()
     assert main(["recommend", str(run), "--items", "1,2"]) == 2
-    one_line_error(capsys, "a mf run cannot recommend from --items")
+    one_line_error(capsys, "a mf run cannot recommend from a new user's items")
     assert main(["recommend", str(run), "--user", "1", "-k", "2"]) == 0  # --user still works
 
 

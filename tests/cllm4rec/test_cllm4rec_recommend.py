@@ -108,7 +108,7 @@ def test_train_resume_and_inference(tmp_path):
     rec = CLLM4Rec.load(out, split=split)
     train = split.user_items("train")
     titles = split.titles()
-    listed = rec.recommend(3, k=5)
+    listed = rec.recommend(3, k=5, internal_ids=True)
     top = [i for i, _, _ in listed]
     assert len(top) == 5 and not set(top) & set(train[3].tolist()) and 0 not in top
     assert [t for _, t, _ in listed] == [titles[i] for i in top]
@@ -121,12 +121,12 @@ def test_train_resume_and_inference(tmp_path):
     assert rec.evaluate("test") == pytest.approx(saved["test"])
     # candidates restrict the ranking (known items excluded), keeping the full ranking's order
     pool = top[::-1][:3] + train[3].tolist()[:2]
-    assert [i for i, _, _ in rec.recommend(3, k=10, candidates=pool)] == top[2:5]
-    new = [i for i, _, _ in rec.recommend_for_items([1, 2, 3], k=4)]
+    assert [i for i, _, _ in rec.recommend(3, k=10, candidates=pool, internal_ids=True)] == top[2:5]
+    new = [i for i, _, _ in rec.recommend_for_items([1, 2, 3], k=4, internal_ids=True)]
     assert len(new) == 4 == len(set(new)) and not {0, 1, 2, 3} & set(new)
-    zero = rec.recommend_for_items([1, 2, 3], k=4, new_user="zero")
+    zero = rec.recommend_for_items([1, 2, 3], k=4, new_user="zero", internal_ids=True)
     assert len(zero) == 4
-    with pytest.raises(LlmrecError, match="outside the trained items"):
-        rec.recommend_for_items([split.n_items])
-    with pytest.raises(LlmrecError, match="recommend_for_items"):
-        rec.recommend(split.n_users)
+    with pytest.raises(LlmrecError, match=f"item {split.n_items} is not in the run's data"):
+        rec.recommend_for_items([split.n_items], internal_ids=True)
+    with pytest.raises(LlmrecError, match=f"user {split.n_users} is not in the run's data"):
+        rec.recommend(split.n_users, internal_ids=True)

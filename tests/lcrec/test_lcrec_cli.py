@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -57,7 +56,7 @@ def test_train_lcrec_cli_then_recommend_evaluate_and_resume(data_args, tmp_path,
         user = int(users.at[r, "user_id"])
         past = set(np.asarray(users.at[r, "train"]).tolist()) | {int(users.at[r, "valid"]), int(users.at[r, "test"])}
         # k plus the user's past exceeds the run's 5 beams: the search widens, still k unseen items
-        out = rec.recommend(user, k=6)
+        out = rec.recommend(user, k=6, internal_ids=True)
         items = [i for i, _, _ in out]
         assert len(items) == 6 == len(set(items))
         assert all(1 <= i < split.n_items and i not in past for i in items)
@@ -66,16 +65,21 @@ def test_train_lcrec_cli_then_recommend_evaluate_and_resume(data_args, tmp_path,
         assert all(t == titles[i] and t for i, t, _ in out)
     # explicit candidates: ranked among themselves by the log-probability of their index
     cands = [3, 7, 11, 2]
-    ranked = rec.recommend(int(users.at[0, "user_id"]), k=3, candidates=cands)
+    ranked = rec.recommend(int(users.at[0, "user_id"]), k=3, candidates=cands, internal_ids=True)
     assert len(ranked) == 3 and {i for i, _, _ in ranked} <= set(cands)
     assert all(math.isfinite(s) and s < 0 for _, _, s in ranked)
-    with pytest.raises(LlmrecError, match="does not exist"):
-        rec.recommend(1, k=2, candidates=[1, split.n_items])
+    with pytest.raises(LlmrecError, match=f"item {split.n_items} is not in the run's data"):
+        rec.recommend(1, k=2, candidates=[1, split.n_items], internal_ids=True)
     with pytest.raises(LlmrecError, match="k must be"):
-        rec.recommend(1, k=0)
-    with pytest.warns(UserWarning, match="not in the run's split"):
-        fallback = rec.recommend(10_000, k=3)
+        rec.recommend(1, k=0, internal_ids=True)
+    with pytest.raises(LlmrecError, match="user 10000 is not in the run's data"):
+        rec.recommend(10_000, k=3, internal_ids=True)
+    fallback = rec.recommend(10_000, k=3, internal_ids=True, cold_start="popularity")
     assert len({i for i, _, _ in fallback}) == 3
+    # score: the log-probability recommend ranks candidates by
+    user0 = int(users.at[0, "user_id"])
+    assert rec.score([user0] * len(ranked), [i for i, _, _ in ranked], internal_ids=True) == \
+        pytest.approx([s for _, _, s in ranked], abs=1e-5)
 
     assert main(["recommend", str(run), "--user", str(int(users.at[0, "user_id"])), "-k", "4"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
@@ -157,7 +161,7 @@ def test_sasrec_rank_metrics_equal_a_brute_force_ranking(data_args, tmp_path):
     # recommend: the best-scored unseen items, in score order
     user = int(users.at[2, "user_id"])
     past = set(np.append(hist[2], users.at[2, "test"]).tolist())
-    out = rec.recommend(user, k=5)
+    out = rec.recommend(user, k=5, internal_ids=True)
     assert len(out) == 5 and not ({i for i, _, _ in out} & past)
     with torch.no_grad():
         seq = torch.zeros((1, rec.model.config.max_len), dtype=torch.long)
@@ -166,10 +170,10 @@ def test_sasrec_rank_metrics_equal_a_brute_force_ranking(data_args, tmp_path):
         scores = (rec.model.encode(seq)[0, -1] @ rec.model.item_emb.weight.T).numpy()
     best = sorted((i for i in range(1, split.n_items) if i not in past), key=lambda i: -scores[i])[:5]
     assert [i for i, _, _ in out] == best
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(UserWarning, match="not in the run's split"):
-            rec.recommend(10_000, k=2)
+    with pytest.raises(LlmrecError, match="user 10000 is not in the run's data"):
+        rec.recommend(10_000, k=2, internal_ids=True)
+    assert rec.score([user] * 5, [i for i, _, _ in out], internal_ids=True) == \
+        pytest.approx([s for _, _, s in out], abs=1e-5)  # score: the ranking score of recommend
 
 
 def _popularity_ranks(split, rows, exclude):
@@ -206,7 +210,8 @@ def test_one_seen_rule_for_sasrec_and_popularity(data_args, tmp_path):
     assert rec.evaluate("test") == pytest.approx(runs["true"]["test"])
     user = int(split.users["user_id"].iloc[0])
     past = set(rec.users.history(user).tolist())
-    assert len(rec.recommend(user, k=5)) == 5 and not {i for i, _, _ in rec.recommend(user, k=5)} & past
+    top = rec.recommend(user, k=5, internal_ids=True)
+    assert len(top) == 5 and not {i for i, _, _ in top} & past
     with pytest.raises(LlmrecError, match="one rule"):
         ranking_config(experiment.make_config("sasrec-rank", None, ["seqrank.exclude_history=true",
                                                                     "lcrec.exclude_seen=false"]))

@@ -55,13 +55,14 @@ def test_method_trains_saves_and_reloads_with_same_scores(method, tiny_split, tm
     again = rec.evaluate("test")
     assert again["auc"] == pytest.approx(test["auc"], abs=1e-6)  # the saved run reproduces its own test metrics
     assert again["auc_lo"] == pytest.approx(test["auc_lo"], abs=1e-6)
-    top = rec.recommend(1, k=3, candidates=[2, 3, 4, 5])
+    top = rec.recommend(1, k=3, candidates=[2, 3, 4, 5], internal_ids=True)
     assert len(top) == 3 and all(item in (2, 3, 4, 5) for item, _, _ in top)
     scores = [s for _, _, s in top]
     assert scores == sorted(scores, reverse=True)
-    with pytest.warns(UserWarning, match="unknown user or item"):
-        s = rec.score([1, 10_000], [2, 3])
-    assert np.isfinite(s).all()  # the unknown user falls back to the text-only prompt, never a crash
+    with pytest.raises(LlmrecError, match="user 10000 is not in the run's data"):
+        rec.score([1, 10_000], [2, 3], internal_ids=True)
+    s = rec.score([1, 10_000], [2, 3], internal_ids=True, cold_start="popularity")
+    assert np.isfinite(s).all()  # the unknown user gets the popularity fallback when asked for
 
 
 def test_tables_show_auc_with_its_interval():

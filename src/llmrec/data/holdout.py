@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec.data.splits import cached_split, split_config
+from llmrec.data.splits import cached_split, raw_id_meta, split_config
 from llmrec.data.types import Dataset
 from llmrec.errors import LlmrecError
 from llmrec.metrics import mean_interval, ndcg_at_k_multi, recall_at_k
@@ -192,7 +192,7 @@ def holdout_split(ds: Dataset, *, threshold: float = 3.0, min_count: int = 5, fr
     users = pd.DataFrame({"user_id": np.arange(1, len(src_users) + 1, dtype=np.int64), "source_user_id": src_users})
     meta = {"source": ds.name, "protocol": "holdout", **asdict(cfg), "version": HOLDOUT_VERSION,
             "rows": {p: len(f) for p, f in frames.items()}, "users": len(src_users), "items": len(src_items),
-            "dropped_by_core": int((~keep).sum())}
+            "dropped_by_core": int((~keep).sum()), **raw_id_meta(ds, src_users, src_items)}
     return HoldoutSplit(name=ds.name, items=items, users=users, n_users=len(src_users) + 1,
                         n_items=len(src_items) + 1, meta=meta, **frames)
 

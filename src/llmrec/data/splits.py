@@ -243,7 +243,7 @@ def click_split(ds: Dataset, *, cuts=None, threshold: float = 4.0, max_history: 
         f["not_cold"] = warm_flags(f, train, "not_cold").to_numpy()
     kind, spec = resolve_cuts(cfg.cuts, ds.name)
     meta = {"source": ds.name, "protocol": "click", **asdict(cfg), "cuts_resolved": {kind: spec},
-            "rows": {p: len(f) for p, f in frames.items()}, "dropped": int(len(inter) - len(rows))}
+            "rows": {p: len(f) for p, f in frames.items()}, "dropped": int(len(inter) - len(rows)), **raw_id_meta(ds)}
     return ClickSplit(name=ds.name, items=ds.items, n_users=ds.n_users, n_items=ds.n_items, domain=cfg.domain,
                       meta=meta, **frames)
 
@@ -276,8 +276,20 @@ def sequence_split(ds: Dataset, *, max_length: int | None = 50, min_interactions
     users = pd.DataFrame({"user_id": u[firsts], "train": _slices(item, train_start, train_end),
                           "valid": item[ends - 2], "test": item[ends - 1]})
     meta = {"source": ds.name, "protocol": "leave-one-out", **asdict(cfg), "users": len(users),
-            "dropped_users": int((~ok).sum())}
+            "dropped_users": int((~ok).sum()), **raw_id_meta(ds)}
     return SequenceSplit(name=ds.name, users=users, items=ds.items, n_users=ds.n_users, n_items=ds.n_items, meta=meta)
+
+
+def raw_id_meta(ds: Dataset, users=None, items=None) -> dict:
+    """The split meta's raw id maps: raw_user_ids[i - 1] / raw_item_ids[j - 1] is the source's id of the split's
+    user i / item j, so a saved run takes and shows the dataset's own ids (`llmrec.ids`). `users` / `items`: the
+    dataset ids behind a split that renumbers them (holdout). Empty when the dataset has none."""
+    raw_u, raw_i = list(ds.raw_user_ids or []), list(ds.raw_item_ids or [])
+    if users is not None and raw_u:
+        raw_u = [raw_u[int(u) - 1] for u in users]
+    if items is not None and raw_i:
+        raw_i = [raw_i[int(i) - 1] for i in items]
+    return {"raw_user_ids": raw_u, "raw_item_ids": raw_i}
 
 
 def split_config(cls, options: dict, what: str):
@@ -298,7 +310,9 @@ def cached_split(kind: str, name: str, dataset_options: dict, cfg, split_cls, bu
     path = home() / "splits" / f"{key['dataset']['name']}-{kind}-{short_hash(key)}"
     if (path / "split.json").exists() and not refresh:
         try:
-            return split_cls.load(path)
+            split = split_cls.load(path)
+            if "raw_user_ids" in split.meta:  # splits cached before the raw id maps were stored are rebuilt
+                return split
         except Exception:  # an unreadable cache is rebuilt, never trusted
             pass
     split = build(load_dataset(name, **dataset_options), **asdict(cfg))

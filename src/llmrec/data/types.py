@@ -61,7 +61,8 @@ class ClickSplit:
     domain: str = "movie"
     """Noun used by the prompts: 'movie' or 'book' (or any singular noun; plural adds 's')."""
     meta: dict = field(default_factory=dict)
-    """How it was made (source, cuts, threshold, seed, warm definition): saved beside the frames."""
+    """How it was made (source, cuts, threshold, seed, warm definition): saved beside the frames. Also the raw id
+    maps `raw_user_ids` / `raw_item_ids` (raw[i - 1] is internal id i; see llmrec.ids), absent in CoLLM's split."""
 
     def part(self, name: str) -> pd.DataFrame:
         if name not in CLICK_PARTS:
@@ -100,6 +101,7 @@ class SequenceSplit:
     n_users: int
     n_items: int
     meta: dict = field(default_factory=dict)
+    """How it was made, and the raw id maps `raw_user_ids` / `raw_item_ids` (see ClickSplit.meta)."""
 
     def save(self, path: str | Path) -> None:
         with atomic_dir(path) as tmp:

@@ -19,6 +19,8 @@ import torch
 
 from llmrec.data.holdout import METRIC_KS, HoldoutSplit, evaluate_scores, exclusion_mask
 from llmrec.errors import LlmrecError
+from llmrec.ids import RunIds
+from llmrec.serving import Serving
 
 POPULARITY = "popularity-holdout"
 """The popularity baseline's method name (its ranking rule is the one every model here is evaluated by)."""
@@ -68,7 +70,7 @@ def learning_curve(history: list[dict]) -> list[dict]:
              **{k: h[f"valid_{k}"] for k in keys}} for h in history if f"valid_{keys[0]}" in h]
 
 
-class HoldoutRecommender:
+class HoldoutRecommender(Serving):
     """A trained Mult-VAE or LightGCN-BPR: full-catalogue top-k and evaluation on the run's split."""
 
     def __init__(self, method: str, model: torch.nn.Module, split: HoldoutSplit):
@@ -77,6 +79,9 @@ class HoldoutRecommender:
         self.train_items = split.user_items("train")
         self._train_matrix = split.matrix("train")
         self._embeddings = None
+        self.ids = RunIds.of_split(split, range(1, split.n_users))
+        self.item_titles = self.titles
+        self.item_popularity = np.bincount(split.train["item_id"].to_numpy(np.int64), minlength=split.n_items)
 
     def score_users(self, users: np.ndarray) -> torch.Tensor:
         """[len(users), n_items] scores of every item (train items not yet excluded)."""
@@ -93,12 +98,10 @@ class HoldoutRecommender:
             return u[torch.as_tensor(users)] @ i.T
 
     def _top(self, scores: torch.Tensor, seen: np.ndarray, k: int, candidates) -> list[tuple[int, str, float]]:
-        if k < 1:
-            raise LlmrecError(f"recommend: k must be >= 1, got {k}")
         exclude = exclusion_mask([seen], self.split.n_items)[0]
         if candidates is not None:
             allowed = torch.zeros_like(exclude)
-            allowed[torch.as_tensor(self._items(candidates, "candidates"))] = True
+            allowed[torch.as_tensor(candidates)] = True
             exclude |= ~allowed
         left = int((~exclude).sum())
         if not left:
@@ -106,38 +109,27 @@ class HoldoutRecommender:
         top = scores.float().masked_fill(exclude, float("-inf")).topk(min(k, left))
         return [(int(i), self.titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
 
-    def _items(self, items, what: str) -> np.ndarray:
-        try:
-            items = np.asarray([int(j) for j in items], dtype=np.int64)
-        except (TypeError, ValueError):
-            raise LlmrecError(f"{what}: item ids must be integers, got {list(items)[:5]}") from None
-        bad = items[(items < 1) | (items >= self.split.n_items)]
-        if len(bad):
-            raise LlmrecError(f"{what}: item id {int(bad[0])} outside the split's items 1..{self.split.n_items - 1}")
-        return items
-
-    def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
+    def _recommend(self, user: int, k: int, candidates) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, score) for a user of the split; their train items are excluded."""
-        try:
-            user = int(user)
-        except (TypeError, ValueError):
-            raise LlmrecError(f"recommend: user id must be an integer, got {user!r}") from None
-        if not 1 <= user < self.split.n_users:
-            raise LlmrecError(f"user id {user} outside the split's users 1..{self.split.n_users - 1}")
         return self._top(self.score_users(np.array([user]))[0], self.train_items[user], k, candidates)
 
-    def recommend_for_items(self, items, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
+    def _score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The model's ranking score of each (user, item) pair (train items are not excluded here)."""
+        out = np.zeros(len(users))
+        uniq, row = np.unique(users, return_inverse=True)
+        scores = self.score_users(uniq).float().cpu().numpy()
+        out[:] = scores[row, items]
+        return out
+
+    def _recommend_for_items(self, items: np.ndarray, k: int, candidates) -> list[tuple[int, str, float]]:
         """Mult-VAE: top-k for a new user from the items they interacted with (folded into the encoder, no
         retraining); popularity: the most popular other items; LightGCN has no embedding for a user outside its
         graph."""
         if self.method == POPULARITY:
-            return self._top(self.model.scores(1)[0], self._items(items, "items"), k, candidates)
+            return self._top(self.model.scores(1)[0], items, k, candidates)
         if self.method != "multvae":
             raise LlmrecError(f"{self.method} runs cannot recommend for a new user's items (no user outside the "
                               "training graph has an embedding); use --user, or a cllm4rec / multvae run")
-        items = self._items(items, "items")
-        if not len(items):
-            raise LlmrecError("items: give at least one known item id")
         x = torch.zeros(1, self.split.n_items)
         x[0, torch.as_tensor(items)] = 1.0
         return self._top(self.model.scores(x)[0], items, k, candidates)

@@ -15,6 +15,7 @@ from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.seqrank_recipe import exclude_seen, lcrec_test_rows
 from llmrec.methods.sequence import SequenceUsers
+from llmrec.serving import Serving
 
 
 def _metrics(split: SequenceSplit, part: str, rows, exclude: bool, intervals: bool = True) -> dict:
@@ -33,24 +34,22 @@ def load_recommender(run, split: SequenceSplit) -> "PopularityRecommender":
     return PopularityRecommender(run, split)
 
 
-class PopularityRecommender:
+class PopularityRecommender(Serving):
     """The most popular train items the user has not had (or the best of the given candidates)."""
 
     def __init__(self, run, split: SequenceSplit):
         self.run, self.split, self.cfg = run, split, run.config
         self.users = SequenceUsers(split)
         self.counts = np.asarray(run.load_json("popularity.json")["counts"], dtype=np.float64)
+        self.ids, self.item_popularity, self.item_titles = self.users.ids, self.counts, self.users.titles
+        self.method = "popularity-rank"
 
-    def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
-        cand = self.users.check(k, candidates)
-        past = self.users.history(user)
-        if past is None:
-            return self.users.popular(user, k, cand)
-        if cand is None:
-            seen = np.zeros(self.split.n_items, dtype=bool)
-            seen[past] = True
-            cand = np.flatnonzero(~seen[1:]) + 1
+    def _recommend(self, user: int, k: int, candidates) -> list[tuple[int, str, float]]:
+        cand = self.users.unseen(self.users.history(user)) if candidates is None else candidates
         return self.users.top(cand, self.counts[cand], k)
+
+    def _score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.counts[items]
 
     def evaluate(self, part: str = "test") -> dict:
         """'valid' (all users), 'test' (LC-Rec's test users, as in training) or 'test_all' (all users)."""

@@ -24,6 +24,7 @@ from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.sequence import SequenceUsers
+from llmrec.serving import Serving
 
 
 def exclude_seen(cfg) -> bool:
@@ -85,7 +86,7 @@ def load_recommender(run, split: SequenceSplit) -> "SeqRankRecommender":
     return SeqRankRecommender(run, split)
 
 
-class SeqRankRecommender:
+class SeqRankRecommender(Serving):
     """Top-k of a trained sasrec-rank run: the hidden state after the user's known past scores every item."""
 
     def __init__(self, run, split: SequenceSplit):
@@ -97,6 +98,8 @@ class SeqRankRecommender:
         self.model.load_state_dict(run.load_tensors("model.safetensors"))
         self.model.eval()
         self.users = SequenceUsers(split)
+        self.ids, self.item_popularity, self.item_titles = self.users.ids, self.users.counts, self.users.titles
+        self.method = "sasrec-rank"
 
     @torch.no_grad()
     def _scores(self, history: np.ndarray) -> np.ndarray:
@@ -105,18 +108,19 @@ class SeqRankRecommender:
         s = (self.model.encode(seq, last_only=True)[:, -1] @ self.model.item_emb.weight.T)[0]
         return s.float().cpu().numpy().astype(np.float64)
 
-    def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
+    def _recommend(self, user: int, k: int, candidates) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, score) after the user's past; every unseen item, or the given candidates."""
-        cand = self.users.check(k, candidates)
         past = self.users.history(user)
-        if past is None:
-            return self.users.popular(user, k, cand)
-        scores = self._scores(past)
-        if cand is None:
-            seen = np.zeros(self.split.n_items, dtype=bool)
-            seen[past] = True
-            cand = np.flatnonzero(~seen[1:]) + 1
-        return self.users.top(cand, scores[cand], k)
+        cand = self.users.unseen(past) if candidates is None else candidates
+        return self.users.top(cand, self._scores(past)[cand], k)
+
+    def _score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The ranking score of each item after its user's past (one forward pass per user)."""
+        out = np.zeros(len(users))
+        for u in np.unique(users):
+            at = users == u
+            out[at] = self._scores(self.users.history(int(u)))[items[at]]
+        return out
 
     def evaluate(self, part: str = "test") -> dict:
         """Full-ranking metrics: 'valid' (all users), 'test' (LC-Rec's test users, as in training) or

@@ -5,18 +5,17 @@ The known past of a user is everything the run's leave-one-out split holds for t
 items (as many as the split kept), then the valid and the test item. `recommend` continues that sequence and
 never returns one of its items (unless candidates are given explicitly).
 
-An unknown user (not in the split) gets the most popular train items with a warning: neither model can read a
-history it does not have, and a crash would help no one.
+Unknown users and items follow the one rule of `llmrec.ids` (an error, or the popularity fallback when asked for),
+applied by `llmrec.serving.Serving`, which every recommender of the family subclasses.
 """
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from llmrec.collab.ranking import popularity
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
+from llmrec.ids import RunIds
 
 
 def eval_rows(n_users: int, k: int | None, seed: int) -> np.ndarray:
@@ -49,35 +48,20 @@ class SequenceUsers:
             tail = [int(x) for x in (row.valid, row.test) if int(x) > 0]
             self.past.append(np.asarray(list(np.asarray(row.train, dtype=np.int64)) + tail, dtype=np.int64))
         self.titles = {int(i): str(t) for i, t in zip(split.items["item_id"], split.items["title"])}
-        counts = popularity(split).astype(np.float64)
-        counts[0] = -np.inf  # the padding id is never recommended
-        self.popularity = counts
+        self.counts = popularity(split).astype(np.float64)  # train occurrences per item (the cold-start fallback)
+        self.counts[0] = 0.0
+        self.ids = RunIds.of_split(split, self.row_of)
 
     def history(self, user: int) -> np.ndarray | None:
         """The user's known past, oldest first; None for a user the split does not hold."""
         row = self.row_of.get(int(user))
         return None if row is None else self.past[row]
 
-    def check(self, k: int, candidates) -> np.ndarray | None:
-        if k < 1:
-            raise LlmrecError(f"recommend: k must be >= 1, got {k}")
-        if candidates is None:
-            return None
-        cand = np.asarray(list(candidates), dtype=np.int64).ravel()
-        if not len(cand):
-            raise LlmrecError("recommend: the candidate list is empty")
-        bad = cand[(cand < 1) | (cand >= self.split.n_items)]
-        if len(bad):
-            raise LlmrecError(f"recommend: candidate item {int(bad[0])} does not exist "
-                              f"(item ids are 1..{self.split.n_items - 1})")
-        return np.unique(cand)  # a candidate listed twice is still one item
-
-    def popular(self, user: int, k: int, candidates: np.ndarray | None) -> list[tuple[int, str, float]]:
-        """The fallback for an unknown user: the k most popular train items (among candidates, if given)."""
-        warnings.warn(f"user {user} is not in the run's split; recommending the most popular train items",
-                      stacklevel=3)
-        pool = candidates if candidates is not None else np.arange(1, self.split.n_items)
-        return self.top(pool, self.popularity[pool], k)
+    def unseen(self, past: np.ndarray) -> np.ndarray:
+        """Every item id not in `past` (the default candidates)."""
+        seen = np.zeros(self.split.n_items, dtype=bool)
+        seen[past] = True
+        return np.flatnonzero(~seen[1:]) + 1
 
     def top(self, items: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, str, float]]:
         order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]

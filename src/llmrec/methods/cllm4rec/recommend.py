@@ -20,14 +20,16 @@ import torch
 
 from llmrec.data.holdout import HoldoutSplit, exclusion_mask, ranking_metrics
 from llmrec.errors import LlmrecError
+from llmrec.ids import RunIds
 from llmrec.methods.cllm4rec.config import NEW_USER, CLLM4RecConfig
 from llmrec.methods.cllm4rec.documents import recommendation_prompt
 from llmrec.methods.cllm4rec.model import CLLM4RecModel
 from llmrec.methods.cllm4rec.tasks import RankTask, pad_right
 from llmrec.methods.cllm4rec.tokens import IdVocab
+from llmrec.serving import Serving
 
 
-class CLLM4Rec:
+class CLLM4Rec(Serving):
     """A trained model with what inference needs: vocabulary, per-user train items, item titles (and the split,
     when loaded from a run, for `evaluate`)."""
 
@@ -37,6 +39,12 @@ class CLLM4Rec:
         self.items = items
         self.split = split
         self._titles = {} if items is None else dict(zip(items["item_id"].tolist(), items["title"].tolist()))
+        self.method = "cllm4rec"
+        self.item_titles = self._titles
+        self.item_popularity = np.bincount(np.concatenate([np.zeros(0, dtype=np.int64), *train_items]),
+                                           minlength=model.n_items)
+        known = range(1, model.n_users)
+        self.ids = RunIds.of_split(split, known) if split is not None else RunIds(model.n_users, model.n_items, known)
         self._ranker = RankTask(model, vocab, np.zeros(0, dtype=np.int64), train_items, 1, config.max_prompt_items,
                                 pad_id, config.seed)
 
@@ -81,23 +89,11 @@ class CLLM4Rec:
                                    None if user_vectors is None else user_vectors.to(dev))
         return self.model.item_logits(h, "collab").float().cpu()
 
-    def _known_items(self, items, what: str) -> np.ndarray:
-        try:
-            items = np.asarray([int(j) for j in items], dtype=np.int64)
-        except (TypeError, ValueError):
-            raise LlmrecError(f"{what}: item ids must be integers, got {list(items)[:5]}") from None
-        bad = items[(items < 1) | (items >= self.model.n_items)]
-        if len(bad):
-            raise LlmrecError(f"{what}: item id {int(bad[0])} outside the trained items 1..{self.model.n_items - 1}")
-        return items
-
     def _top(self, scores: torch.Tensor, seen: np.ndarray, k: int, candidates) -> list[tuple[int, str, float]]:
-        if k < 1:
-            raise LlmrecError(f"recommend: k must be >= 1, got {k}")
         exclude = exclusion_mask([seen], self.model.n_items)[0]
         if candidates is not None:
             allowed = torch.zeros_like(exclude)
-            allowed[torch.as_tensor(self._known_items(candidates, "candidates"))] = True
+            allowed[torch.as_tensor(candidates)] = True
             exclude |= ~allowed
         left = int((~exclude).sum())
         if not left:
@@ -106,26 +102,27 @@ class CLLM4Rec:
         top = s.topk(min(k, left))  # never pad the list with excluded items
         return [(int(i), self._titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
 
-    def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
+    def _user_scores(self, user: int) -> torch.Tensor:
+        prompt = recommendation_prompt(self.vocab, user, self._ranker.prompt_items(user))
+        return self._scores([prompt])[0]
+
+    def _recommend(self, user: int, k: int, candidates) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, score) for a user of the training data (their train items form the prompt and
         are excluded); `candidates` restricts the ranking to those item ids."""
-        try:
-            user = int(user)
-        except (TypeError, ValueError):
-            raise LlmrecError(f"recommend: user id must be an integer, got {user!r}") from None
-        if not 1 <= user < self.model.n_users:
-            raise LlmrecError(f"user id {user} outside the trained users 1..{self.model.n_users - 1}; "
-                              "give a new user's known items instead (recommend_for_items / --items)")
-        prompt = recommendation_prompt(self.vocab, user, self._ranker.prompt_items(user))
-        return self._top(self._scores([prompt])[0], self.train_items[user], k, candidates)
+        return self._top(self._user_scores(user), self.train_items[user], k, candidates)
 
-    def recommend_for_items(self, items, k: int = 10, candidates=None, new_user: str | None = None
-                            ) -> list[tuple[int, str, float]]:
+    def _score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The item logit after the user's fine-tuning prompt (the score `recommend` ranks by)."""
+        out = np.zeros(len(users))
+        for u in np.unique(users):
+            at = users == u
+            out[at] = self._user_scores(int(u)).numpy()[items[at]]
+        return out
+
+    def _recommend_for_items(self, items: np.ndarray, k: int, candidates, new_user: str | None = None
+                             ) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, score) for a user unknown at training time who has interacted with `items`
         (most recent last), through the fine-tuning prompt, without retraining; `items` are excluded."""
-        items = self._known_items(items, "items")
-        if not len(items):
-            raise LlmrecError("items: give at least one known item id")
         how = new_user or self.config.new_user
         if how not in NEW_USER:
             raise LlmrecError(f"new_user: expected one of {', '.join(NEW_USER)}, got {how!r}")

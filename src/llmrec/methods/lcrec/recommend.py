@@ -11,7 +11,7 @@ Recommendations continue the user's known past (train + valid + test items, see 
 the constrained beam search leaves those items out of the trie (at least the run's `num_beams` beams), so k
 distinct, existing, unseen items come back whenever the catalogue has them. With `candidates`, every candidate
 is scored by the teacher-forced log-probability of its index (then EOS when the run's prompt ends in one) and
-the best k are returned, seen or not.
+the best k are returned, seen or not; `score` gives (user, item) pairs that same log-probability.
 """
 from __future__ import annotations
 
@@ -29,15 +29,18 @@ from llmrec.methods.lcrec.recipe import (LCRecConfig, apply_finetuning, eval_use
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
 from llmrec.methods.sequence import SequenceUsers
+from llmrec.serving import Serving
 
 
-class LCRecRecommender:
+class LCRecRecommender(Serving):
     def __init__(self, model, tokenizer, index: ItemIndex, token_table: np.ndarray, config: LCRecConfig,
                  split: SequenceSplit):
         self.model, self.tok, self.index, self.cfg, self.split = model, tokenizer, index, config, split
         self.token_table = token_table
         self.trie = IndexTrie(token_table, eos_token_id=tokenizer.eos_token_id)
         self.users = SequenceUsers(split)
+        self.ids, self.item_popularity, self.item_titles = self.users.ids, self.users.counts, self.users.titles
+        self.method = "lcrec"
 
     @classmethod
     def load(cls, lcrec_dir: str | Path, split: SequenceSplit) -> "LCRecRecommender":
@@ -80,22 +83,31 @@ class LCRecRecommender:
         """EOS is scored after an index only where training put one there (the seqrec prompt)."""
         return self.tok.eos_token_id if self.cfg.eval_prompt == "seqrec" else None
 
-    def recommend(self, user: int, k: int = 10, candidates=None) -> list[tuple[int, str, float]]:
+    def _recommend(self, user: int, k: int, candidates) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, log-probability of its index) that the model generates after the user's past."""
-        cand = self.users.check(k, candidates)
         past = self.users.history(user)
-        if past is None:
-            return self.users.popular(user, k, cand)
+        if candidates is not None:
+            return self.users.top(candidates, self._log_probs(past, candidates), k)
         prompt = generation_prompt(self.tok, past, self.index, self.cfg)
-        if cand is not None:
-            table = np.vstack([np.full((1, self.index.levels), -1), self.token_table[cand]])
-            scores = score_all_items(self.model, prompt, table, eos_token_id=self._eos)[1:].numpy()
-            return self.users.top(cand, scores, k)
         res = constrained_beam_search(self.model, [prompt], self.trie, num_beams=max(self.cfg.num_beams, k),
                                       pad_token_id=self.tok.pad_token_id, eos_token_id=self._eos,
                                       exclude=[past.tolist()])
         items, scores = res.items[0].tolist(), res.scores[0].tolist()
         return [(i, self.users.titles.get(i, ""), float(s)) for i, s in zip(items, scores) if i > 0][:k]
+
+    def _log_probs(self, past: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Teacher-forced log-probability of each item's index tokens (then EOS where training put one) after
+        the user's past: the score the constrained beam search ranks by."""
+        prompt = generation_prompt(self.tok, past, self.index, self.cfg)
+        table = np.vstack([np.full((1, self.index.levels), -1), self.token_table[items]])
+        return score_all_items(self.model, prompt, table, eos_token_id=self._eos)[1:].numpy().astype(np.float64)
+
+    def _score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(users))
+        for u in np.unique(users):
+            at = users == u
+            out[at] = self._log_probs(self.users.history(int(u)), items[at])
+        return out
 
     def evaluate(self, part: str = "test") -> dict:
         """The run's metrics on its valid or test users (as in training; test with the paper_ view too)."""
