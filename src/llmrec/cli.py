@@ -79,7 +79,13 @@ def _score(args) -> None:
     rec = _load(args.run)
     out = rec.score_csv(args.pairs, cold_start=args.cold_start, internal_ids=args.internal_ids)
     if args.output:
-        out.to_csv(args.output, index=False)
+        from llmrec.paths import atomic_file
+
+        try:
+            with atomic_file(args.output) as tmp:  # all rows or nothing
+                out.to_csv(tmp, index=False)
+        except OSError as exc:
+            raise LlmrecError(f"--output {args.output}: cannot write ({exc.strerror or exc})") from None
         print(f"wrote {len(out)} scores to {args.output}")
     else:
         print(out.to_csv(index=False), end="")
