@@ -151,3 +151,20 @@ def test_evaluate_unknown_part_lists_the_family_parts(csv_data, tmp_path, capsys
     one_line(capsys, "--parts", "'tset'", "valid_small", "test")
     assert main(["evaluate", str(out), "--parts", ","]) == 2
     one_line(capsys, "--parts")
+
+
+# -- 9. usage mistakes are one line too --------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, needle", [
+    (["recommend", "run", "-k", "abc"], "-k"),
+    (["recommend", "run", "--cold-start", "random"], "--cold-start"),
+    (["nosuchcommand"], "nosuchcommand"),
+    (["evaluate", "run", "--nosuch", "x"], "--nosuch"),
+])
+def test_usage_errors_are_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    one_line(capsys, needle)
+
+
+def test_recommend_k_below_one_is_refused_before_loading(tmp_path, capsys):
+    assert main(["recommend", str(tmp_path / "none"), "--user", "1", "-k", "0"]) == 2
+    one_line(capsys, "-k", "got 0")

@@ -113,6 +113,7 @@ def test_train_resume_and_inference(tmp_path):
     assert len(top) == 5 and not set(top) & set(train[3].tolist()) and 0 not in top
     assert [t for _, t, _ in listed] == [titles[i] for i in top]
     assert [s for _, _, s in listed] == sorted((s for _, _, s in listed), reverse=True)
+    assert rec.score([3] * 5, top, internal_ids=True) == pytest.approx([s for _, _, s in listed], abs=1e-5)
     # the loaded model ranks exactly as the evaluation did
     rank = RankTask(rec.model, rec.vocab, np.array([3]), train, 5, cfg.max_prompt_items,
                     rec.pad_id, cfg.seed)
