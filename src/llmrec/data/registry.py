@@ -174,16 +174,25 @@ def write_processed(ds: Dataset, path: Path, info: dict) -> None:
 
 
 def read_processed(path: Path) -> Dataset:
+    """The cached Dataset; LlmrecError (the caller rebuilds) for anything unreadable or inconsistent."""
     try:
         meta = json.loads((path / "meta.json").read_text())
         inter = pd.read_parquet(path / "interactions.parquet")
         items = pd.read_parquet(path / "items.parquet")
-    except Exception as exc:  # json, OS and pyarrow errors alike: the cache is unusable
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise LlmrecError(f"{path}: cache does not match format version {FORMAT_VERSION}")
+        ds = Dataset(name=meta["name"], interactions=inter, items=items, n_users=int(meta["n_users"]),
+                     n_items=int(meta["n_items"]), raw_user_ids=list(meta["raw_user_ids"]),
+                     raw_item_ids=list(meta["raw_item_ids"]))
+        consistent = (len(items) == ds.n_items - 1 == len(ds.raw_item_ids) and ds.n_users - 1 == len(ds.raw_user_ids)
+                      and {"user_id", "item_id", "rating", "timestamp"} <= set(inter.columns))
+    except LlmrecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 json, OS, pyarrow, key and type errors alike: the cache is unusable
         raise LlmrecError(f"{path}: unreadable cache ({type(exc).__name__})") from None
-    if meta.get("format_version") != FORMAT_VERSION or len(items) != meta["n_items"] - 1:
-        raise LlmrecError(f"{path}: cache does not match format version {FORMAT_VERSION}")
-    return Dataset(name=meta["name"], interactions=inter, items=items, n_users=meta["n_users"],
-                   n_items=meta["n_items"], raw_user_ids=meta["raw_user_ids"], raw_item_ids=meta["raw_item_ids"])
+    if not consistent:
+        raise LlmrecError(f"{path}: inconsistent cache (counts or columns differ from meta.json)")
+    return ds
 
 
 def dataset_cache_key(name: str, **options) -> dict:
