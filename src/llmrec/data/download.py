@@ -54,23 +54,25 @@ def record(path: str | Path) -> None:
 
 
 def damage(path: str | Path, *, md5: str | None = None, sha256: str | None = None) -> str | None:
-    """Why a cached file is not the one written (size or checksum against its sidecar or the pinned sums);
-    None when it checks out or there is nothing to check against."""
+    """Why a cached file is not the one written: size and sha256 against its sidecar, or, for a file without one
+    (cached before sidecars, or placed by hand), against the pinned sums. None when it checks out."""
     path = Path(path)
-    expected: dict = {}
     try:
         expected = json.loads(sidecar(path).read_text())
     except FileNotFoundError:
-        pass
+        for algorithm, want in (("sha256", sha256), ("md5", md5)):
+            if want and file_digest(path, algorithm) != want.lower():
+                return f"{algorithm} differs from the pinned one"
+        return None
     except (OSError, ValueError):
         return "unreadable checksum sidecar"
+    if not isinstance(expected, dict):
+        return "unreadable checksum sidecar"
     size = path.stat().st_size
-    if isinstance(expected, dict) and isinstance(expected.get("size"), int) and size != expected["size"]:
-        return f"{size} bytes, {expected['size']} when written"
-    for algorithm, want in (("sha256", expected.get("sha256") if isinstance(expected, dict) else None),
-                            ("sha256", sha256), ("md5", md5)):
-        if want and file_digest(path, algorithm) != str(want).lower():
-            return f"{algorithm} differs from the {'pinned' if want in (sha256, md5) else 'recorded'} one"
+    if size != expected.get("size"):
+        return f"{size} bytes, {expected.get('size')} when written"
+    if file_digest(path, "sha256") != expected.get("sha256"):
+        return "sha256 differs from the recorded one"
     return None
 
 
