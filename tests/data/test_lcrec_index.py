@@ -56,5 +56,5 @@ def test_internal_keys_still_load_and_raw_keys_without_raw_ids_say_why(tmp_path)
     missing = json.loads(path.read_text())
     del missing["3"]
     path.write_text(json.dumps(missing))
-    with pytest.raises(LlmrecError, match=r"Toys.index.json: 1 of the dataset's items have no index \(first: raw id '3'\)"):
+    with pytest.raises(LlmrecError, match=r"index.json: 1 of the dataset's items have no index \(first: raw id '3'\)"):
         index_from_file(path, ds.n_items, ds.raw_item_ids)
