@@ -13,16 +13,38 @@ def _data(args) -> None:
     from llmrec.data import info, registry
 
     if args.action == "list":
-        for name in registry.list_datasets():
-            print(name)
+        for name, description in registry.list_datasets().items():
+            options = registry.source_options(name)
+            print(f"{name}: {description}" + (f"\n    options: {' '.join(options)}" if options else ""))
         return
     if not args.name:
-        raise LlmrecError("data info: give a dataset name (see `llmrec data list`)")
-    options = {"path": args.path} if args.path else {}
-    if args.name == "collm":
-        print(info.format_info(info.describe_split(registry.load_click_split("collm", **options))))
+        raise LlmrecError("data info: give a dataset name or a path (see `llmrec data list`)")
+    options = _loader_options(args.overrides)
+    canonical, source, resolved = registry.resolve(args.name, options)
+    if args.path:  # --path names the source's file option (path, inter, reviews)
+        resolved.setdefault(source.path_options[0] if source.path_options else "path", args.path)
+    if source.click is not None:
+        print(info.format_info(info.describe_split(registry.load_click_split(canonical, **resolved))))
     else:
-        print(info.format_info(info.describe(registry.load_dataset(args.name, **options))))
+        print(info.format_info(info.describe(registry.load_dataset(canonical, **resolved))))
+
+
+def _loader_options(items: list[str]) -> dict:
+    """`key=value` words (also `data.options.key=value`, as `train` takes them) -> options; values read as YAML
+    scalars or lists, as `train`'s overrides are."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.removeprefix("data.options.")
+        if not sep or not key or "." in key:
+            raise LlmrecError(f"data info: expected loader options as key=value (e.g. user=uid), got {item!r}")
+        try:
+            options[key] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            raise LlmrecError(f"data info: option {key}: cannot read value {raw!r}") from None
+    return options
 
 
 def _train(args) -> None:
@@ -118,10 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="llmrec", description="Collaborative information in LLM recommenders.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("data", help="list datasets or describe one")
+    d = sub.add_parser("data", help="list datasets or describe one",
+                       description="List the dataset sources with their options, or describe one dataset.",
+                       epilog="Loader options are the same as train's data.options: e.g. `llmrec data info csv "
+                              "--path r.csv user=uid item=mid rating=stars`, `llmrec data info amazon "
+                              "--path Books.json.gz kcore=5`, `llmrec data info Beauty.seq`. "
+                              "`llmrec data list` shows each source's options and defaults.")
     d.add_argument("action", choices=["list", "info"])
-    d.add_argument("name", nargs="?")
-    d.add_argument("--path", help="file or directory for sources that read your files")
+    d.add_argument("name", nargs="?", help="registered source (see `data list`) or a path to a file or folder")
+    d.add_argument("--path", help="file or directory for sources that read your files (the source's first file "
+                   "option: path, inter, reviews)")
+    d.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="loader options, e.g. user=uid item=mid (also data.options.user=uid)")
     d.set_defaults(func=_data)
 
     t = sub.add_parser("train", help="train and evaluate a method; the run directory is resumable")

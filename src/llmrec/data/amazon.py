@@ -15,6 +15,7 @@ import html
 import io
 import json
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,7 @@ def iter_records(path: Path, keep_asins: set[str] | None = None):
                     if m and m.group(1) not in keep_asins:
                         continue
                 yield n, _parse(line, f"{path}:{n}")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise LlmrecError(f"{path}: cannot read ({type(exc).__name__}: {exc}); truncated or corrupt?") from None
 
 

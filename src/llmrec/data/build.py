@@ -35,7 +35,7 @@ def id_strings(values: pd.Series | np.ndarray) -> np.ndarray:
 def _sorted_order(raw: np.ndarray) -> np.ndarray:
     """Permutation sorting raw id strings: numerically if all are digit strings (short enough), else as text."""
     lengths = np.fromiter((len(x) for x in raw), dtype=np.int64, count=len(raw))
-    if len(raw) and lengths.max() <= 18 and all(x.isdigit() for x in raw):
+    if len(raw) and lengths.max() <= 18 and all(x.isascii() and x.isdigit() for x in raw):  # not "²"
         numbers = raw.astype(np.int64)
         return np.lexsort((raw.astype(str), numbers))  # '007' and '7' tie numerically: text decides
     return np.argsort(raw.astype(str), kind="stable")

@@ -6,28 +6,24 @@ label, timestamp, his (0 sentinel + the user's earlier positives), title, his_ti
 """
 from __future__ import annotations
 
-import io
-import pickle
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from llmrec.data.safe_pickle import read_frame_pickle
 from llmrec.data.types import CLICK_PARTS, ClickSplit
 from llmrec.errors import LlmrecError
 
 REQUIRED = ("uid", "iid", "label", "timestamp", "his", "title")
 WARM_DEFINITIONS = ("paper", "not_cold")
+MAX_ID = 100_000_000
+"""Ids are remapped (dense from 1); a larger one means a wrong column and would size tables by it."""
 
 
 def _read_pickle(raw: bytes, where: str) -> pd.DataFrame:
-    try:
-        df = pd.read_pickle(io.BytesIO(raw))
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as exc:
-        raise LlmrecError(f"{where}: not a readable pandas pickle ({type(exc).__name__}: {exc})") from None
-    if not isinstance(df, pd.DataFrame):
-        raise LlmrecError(f"{where}: expected a pandas DataFrame, found {type(df).__name__}")
+    df = read_frame_pickle(raw, where)  # never pd.read_pickle: a pickle could run code (see safe_pickle)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise LlmrecError(f"{where}: missing column(s) {', '.join(missing)}")
@@ -36,23 +32,61 @@ def _read_pickle(raw: bytes, where: str) -> pd.DataFrame:
     return df
 
 
+def _pick_folder(path: Path, folders: dict[str, set[str]]) -> str:
+    """The folder holding the parts: `path` itself, else its one sub-folder that holds any (no deeper search)."""
+    if folders.get(""):
+        return ""
+    holding = sorted(f for f, names in folders.items() if names)
+    if len(holding) > 1:
+        raise LlmrecError(f"{path}: *_ood2.pkl files in several folders ({', '.join(holding)}); point to one of them")
+    if not holding:
+        raise LlmrecError(f"{path}: no *_ood2.pkl files in it or in a sub-folder one level down")
+    return holding[0]
+
+
 def _find_parts(path: Path) -> dict[str, tuple[bytes, str]]:
-    """Raw bytes of each part, from a directory or a zip, by file name suffix `<part>_ood2.pkl`."""
+    """Raw bytes of each part `<part>_ood2.pkl`, from a directory or a zip.
+
+    Searched: the folder (or the zip's top level) itself, else exactly one sub-folder one level down (the zip of
+    the papers' data extracts to `ml-1m/`). Never deeper, so a home folder passed by mistake is not crawled.
+    """
+    names = {f"{part}_ood2.pkl": part for part in CLICK_PARTS}
     found: dict[str, tuple[bytes, str]] = {}
     if path.is_dir():
-        for part in CLICK_PARTS:
-            hits = sorted(path.rglob(f"{part}_ood2.pkl"))
-            if hits:
-                found[part] = (hits[0].read_bytes(), str(hits[0]))
-    elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            for part in CLICK_PARTS:
-                hits = sorted(n for n in z.namelist() if Path(n).name == f"{part}_ood2.pkl")
-                if hits:
-                    try:
-                        found[part] = (z.read(hits[0]), f"{path}:{hits[0]}")
-                    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-                        raise LlmrecError(f"{path}: corrupt zip member {hits[0]} ({exc})") from None
+        folders: dict[str, set[str]] = {"": {n for n in names if (path / n).is_file()}}
+        try:
+            subs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except OSError as exc:
+            raise LlmrecError(f"{path}: cannot list ({exc.strerror or exc})") from None
+        for sub in subs:
+            folders[sub.name] = {n for n in names if (sub / n).is_file()}
+        folder = path / _pick_folder(path, folders)
+        for n, part in names.items():
+            if (folder / n).is_file():
+                try:
+                    found[part] = ((folder / n).read_bytes(), str(folder / n))
+                except OSError as exc:
+                    raise LlmrecError(f"{folder / n}: cannot read ({exc.strerror or exc})") from None
+    elif path.is_file():
+        try:
+            with zipfile.ZipFile(path) as z:
+                members = [m for m in z.namelist() if not m.endswith("/")]
+                folders = {}
+                for m in members:
+                    parent, _, base = m.rstrip("/").rpartition("/")
+                    if base in names and parent.count("/") == 0:
+                        folders.setdefault(parent, set()).add(base)
+                folder = _pick_folder(path, folders)
+                for n, part in names.items():
+                    member = f"{folder}/{n}" if folder else n
+                    if member in members:
+                        found[part] = (z.read(member), f"{path}:{member}")
+        except LlmrecError:
+            raise
+        except zipfile.BadZipFile:
+            raise LlmrecError(f"{path}: expected a directory or a zip holding *_ood2.pkl files") from None
+        except Exception as exc:  # noqa: BLE001 zlib, struct, OS errors from a damaged archive: all a bad file
+            raise LlmrecError(f"{path}: corrupt zip ({type(exc).__name__}: {_first_line(exc)})") from None
     elif path.exists():
         raise LlmrecError(f"{path}: expected a directory or a zip holding *_ood2.pkl files")
     else:
@@ -61,6 +95,10 @@ def _find_parts(path: Path) -> dict[str, tuple[bytes, str]]:
     if missing:
         raise LlmrecError(f"{path}: missing {', '.join(p + '_ood2.pkl' for p in missing)}")
     return found
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 def warm_flags(frame: pd.DataFrame, train: pd.DataFrame, definition: str = "paper", min_count: int = 3) -> pd.Series:
@@ -81,28 +119,43 @@ def warm_flags(frame: pd.DataFrame, train: pd.DataFrame, definition: str = "pape
     raise LlmrecError(f"unknown warm definition {definition!r}; expected one of {WARM_DEFINITIONS}")
 
 
+def _frame(df: pd.DataFrame, titles: dict[int, str], max_history: int) -> pd.DataFrame:
+    """One pickle's rows in our click-frame columns; collects item titles into `titles`."""
+    for iid, title in zip(df["iid"].to_numpy(), df["title"]):
+        titles[int(iid)] = str(title)
+    if "his_title" in df.columns:  # history titles cover items never a target in any split
+        for his, his_t in zip(df["his"], df["his_title"]):
+            for iid, title in zip(np.asarray(his).reshape(-1)[1:], list(his_t)[1:]):
+                titles.setdefault(int(iid), str(title))
+    history = [np.asarray(h, dtype=np.int64).reshape(-1)[1:][-max_history:] for h in df["his"]]
+    return pd.DataFrame({
+        "user_id": df["uid"].to_numpy(np.int64),
+        "item_id": df["iid"].to_numpy(np.int64),
+        "label": df["label"].to_numpy().astype(np.int8),
+        "timestamp": df["timestamp"].to_numpy(np.int64),
+        "history": history,
+    })
+
+
 def load_collm(path: str | Path, name: str = "collm-ml1m", domain: str = "movie", max_history: int = 50,
                warm_definition: str = "paper") -> ClickSplit:
     """Read the four pickles into a ClickSplit. History keeps the last `max_history` positives."""
     path = Path(path)
-    parts = {p: _read_pickle(raw, where) for p, (raw, where) in _find_parts(path).items()}
+    found = _find_parts(path)
+    parts = {p: _read_pickle(raw, where) for p, (raw, where) in found.items()}
     titles: dict[int, str] = {}
     frames = {}
     for p, df in parts.items():
-        for iid, title in zip(df["iid"].to_numpy(), df["title"]):
-            titles[int(iid)] = str(title)
-        if "his_title" in df.columns:  # history titles cover items never a target in any split
-            for his, his_t in zip(df["his"], df["his_title"]):
-                for iid, title in zip(np.asarray(his)[1:], list(his_t)[1:]):
-                    titles.setdefault(int(iid), str(title))
-        history = [np.asarray(h, dtype=np.int64)[1:][-max_history:] for h in df["his"]]
-        frames[p] = pd.DataFrame({
-            "user_id": df["uid"].to_numpy(np.int64),
-            "item_id": df["iid"].to_numpy(np.int64),
-            "label": df["label"].to_numpy().astype(np.int8),
-            "timestamp": df["timestamp"].to_numpy(np.int64),
-            "history": history,
-        })
+        try:
+            frames[p] = _frame(df, titles, max_history)
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:  # wrong kind of column (text ids, ...)
+            raise LlmrecError(f"{found[p][1]}: unexpected column values ({type(exc).__name__}: "
+                              f"{_first_line(exc)})") from None
+    for p, f in frames.items():
+        ids = [f["user_id"].to_numpy(), f["item_id"].to_numpy(), *f["history"]]
+        low, high = min(int(a.min()) for a in ids if len(a)), max(int(a.max()) for a in ids if len(a))
+        if low < 0 or high > MAX_ID:
+            raise LlmrecError(f"{found[p][1]}: ids must lie in 0..{MAX_ID:,} (found {low}..{high})")
     train = frames["train"]
     for p, f in frames.items():
         f["warm"] = warm_flags(f, train, warm_definition).to_numpy()

@@ -15,9 +15,17 @@ def _share(mask) -> float:
     return round(float(np.mean(mask)), 4) if len(mask) else 0.0
 
 
+def is_implicit(ds: Dataset) -> bool:
+    """True when every rating is the same (no rating column, or one value): each interaction is a positive."""
+    rating = ds.interactions["rating"].to_numpy(np.float64)
+    return bool(len(rating)) and float(rating.min()) == float(rating.max())
+
+
 def describe(ds: Dataset, threshold: float = 4.0) -> dict:
-    """Counts, time range, rating range, positive rate at `threshold`, share of items with a title / text."""
+    """Counts, time range, rating range, positive rate at `threshold` (implicit data: every row is positive),
+    share of items with a title / text."""
     inter = ds.interactions
+    implicit = is_implicit(ds)
     n_users, n_items = int(inter["user_id"].nunique()), int(inter["item_id"].nunique())
     per_user = inter["user_id"].value_counts()
     rating = inter["rating"].to_numpy(np.float64)
@@ -35,8 +43,9 @@ def describe(ds: Dataset, threshold: float = 4.0) -> dict:
         "rating_min": float(rating.min()) if len(rating) else 0.0,
         "rating_max": float(rating.max()) if len(rating) else 0.0,
         "rating_mean": round(float(rating.mean()), 4) if len(rating) else 0.0,
-        "threshold": threshold,
-        "positive_rate": _share(rating >= threshold),
+        "feedback": "implicit (all ratings equal: every interaction is a positive)" if implicit else "explicit",
+        "threshold": "none needed" if implicit else threshold,
+        "positive_rate": 1.0 if implicit else _share(rating >= threshold),
         "items_with_title": _share(ds.items["title"].astype(str).str.len().to_numpy() > 0),
         "items_with_text": _share(ds.items["text"].astype(str).str.len().to_numpy() > 0),
     }

@@ -81,18 +81,37 @@ def load_lcrec(path: str | Path, dataset: str | None = None) -> Dataset:
     return make_dataset(f"lcrec-{name}", raw, item_frame, str(files[".inter.json"]))
 
 
+def rekey_index(data, raw_item_ids: list[str], where: str) -> dict[str, list]:
+    """An index `{raw item id: tokens}` (the official files: ids "0".."N-1" as in `.inter.json`) re-keyed by
+    internal item id (`{"1": tokens, ...}`); entries of items the dataset lacks are dropped."""
+    if not isinstance(data, dict) or not data:
+        raise LlmrecError(f"{where}: expected a JSON object {{item_id: [tokens]}}")
+    by_raw = {str(k).strip(): v for k, v in data.items()}
+    out, missing = {}, []
+    for k, raw in enumerate(raw_item_ids, start=1):
+        if raw in by_raw:
+            out[str(k)] = by_raw[raw]
+        else:
+            missing.append(raw)
+    if missing:
+        raise LlmrecError(f"{where}: {len(missing)} of the dataset's items have no index (first: raw id "
+                          f"{missing[0]!r})")
+    return out
+
+
+def keyed_by_raw_ids(data, raw_item_ids: list[str], n_items: int) -> bool:
+    """Does an index file name items by raw id (official) rather than by internal id 1..n_items-1 (ours)?
+    Raw when every raw id is a key and not every internal id is (when both are, the two numberings coincide
+    or the file covers extra items: raw, the official layout, wins)."""
+    if not isinstance(data, dict) or not raw_item_ids:
+        return False
+    keys = {str(k).strip() for k in data}
+    return all(r in keys for r in raw_item_ids) or not all(str(i) in keys for i in range(1, n_items))
+
+
 def read_lcrec_index(path: str | Path, ds: Dataset, dataset: str | None = None) -> dict[str, list[str]]:
     """The official `<Name>.index.json` re-keyed by our internal item ids ({"1": tokens, ...})."""
     files = lcrec_files(path, dataset)
     if not files[".index.json"].is_file():
         raise LlmrecError(f"{files['.index.json']}: no such file")
-    raw = _read_json(files[".index.json"])
-    internal = {r: k + 1 for k, r in enumerate(ds.raw_item_ids)}
-    out = {}
-    for item, tokens in (raw.items() if isinstance(raw, dict) else []):
-        if str(item) in internal:
-            out[str(internal[str(item)])] = tokens
-    missing = len(ds.raw_item_ids) - len(out)
-    if missing:
-        raise LlmrecError(f"{files['.index.json']}: {missing} interacted items have no index")
-    return out
+    return rekey_index(_read_json(files[".index.json"]), ds.raw_item_ids, str(files[".index.json"]))

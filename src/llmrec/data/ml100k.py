@@ -19,7 +19,7 @@ import pandas as pd
 
 from llmrec.data import movielens
 from llmrec.data.build import make_dataset
-from llmrec.data.download import verify
+from llmrec.data.download import record, reuse, verify
 from llmrec.data.tabular import atomic_interactions, atomic_items, read_atomic
 from llmrec.data.types import Dataset
 from llmrec.errors import LlmrecError
@@ -55,7 +55,7 @@ def pip_download(dest_dir: Path) -> Path:
 def fetch_wheel() -> Path:
     """The pinned recbole wheel under home()/raw/, fetched with pip and sha256-verified on first use."""
     dest = home() / "raw" / RECBOLE_WHEEL
-    if dest.exists():
+    if reuse(dest, sha256=RECBOLE_SHA256):  # a damaged copy is deleted and fetched again
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".pip-") as tmp:
@@ -63,6 +63,7 @@ def fetch_wheel() -> Path:
         verify(wheel, sha256=RECBOLE_SHA256, what=RECBOLE_WHEEL)
         with atomic_file(dest) as out:
             shutil.copyfile(wheel, out)
+    record(dest)
     return dest
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec.data.build import make_dataset
-from llmrec.data.download import download
+from llmrec.data.download import download, sidecar
 from llmrec.data.tabular import check_field_counts
 from llmrec.data.types import Dataset
 from llmrec.errors import LlmrecError
@@ -60,6 +60,7 @@ def read_member(archive: Path, basename: str) -> bytes:
             return z.read(hits[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
         archive.unlink(missing_ok=True)  # never leave a broken archive looking complete
+        sidecar(archive).unlink(missing_ok=True)
         raise LlmrecError(f"{archive}: corrupt zip archive ({exc}); removed it, run again to re-download") from None
 
 

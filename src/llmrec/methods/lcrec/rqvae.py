@@ -312,23 +312,38 @@ def train_rqvae(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progr
 @torch.no_grad()
 def resolve_collisions(model: RQVAE, x: torch.Tensor, codes: np.ndarray) -> tuple[np.ndarray, int]:
     """Make every row's index unique, deterministically (see the module docstring); returns (codes, moved)."""
+    q = model.quantizer
+    z = model.encoder(x)
+
+    def nearest_first(depth: int, residual: torch.Tensor):  # codes by distance, each with the residual under it
+        for c in q.distances(depth, residual)[0].argsort().tolist():
+            yield c, residual - q.codebooks[depth].weight[c][None, :]
+
+    return unique_codes(codes, q.codebooks[0].num_embeddings, lambda row: (nearest_first, z[row:row + 1]))
+
+
+def unique_codes(codes: np.ndarray, k: int, choices) -> tuple[np.ndarray, int]:
+    """Make every row's index unique: groups of rows sharing one in order of their first row, the first row keeps
+    it, each other row (ascending) takes the first free index met depth-first through `choices(row)` =
+    (order, state), where `order(depth, state)` yields (code, state below it) in preference order. Returns
+    (codes, rows moved). Used with the RQ-VAE's distances here, and without a model for index files."""
     codes = np.array(codes, dtype=np.int64, copy=True)
     levels = codes.shape[1]
-    k = model.quantizer.codebooks[0].num_embeddings
     occupancy: dict[tuple, int] = {}  # indices (and their prefixes) in use, with multiplicity
     for c in map(tuple, codes.tolist()):
         for depth in range(1, levels + 1):
             occupancy[c[:depth]] = occupancy.get(c[:depth], 0) + 1
-    z = model.encoder(x)
     moved = 0
     for group in collision_groups(codes):
         for row in group[1:]:  # the group's first item keeps the index
             old = tuple(codes[row].tolist())
             for depth in range(1, levels + 1):
                 occupancy[old[:depth]] -= 1
-            new = _nearest_free(model.quantizer, z[row:row + 1], occupancy, levels, k)
+            order, state = choices(int(row))
+            new = _nearest_free(order, state, occupancy, levels, k)
             if new is None:
-                raise LlmrecError("RQ-VAE: no free index left (more items than codebook_size ** levels)")
+                raise LlmrecError(f"item index: no free index left ({len(codes)} items, {k} codes per level, "
+                                  f"{levels} levels)")
             for depth in range(1, levels + 1):
                 occupancy[new[:depth]] = occupancy.get(new[:depth], 0) + 1
             codes[row] = new
@@ -336,18 +351,16 @@ def resolve_collisions(model: RQVAE, x: torch.Tensor, codes: np.ndarray) -> tupl
     return codes, moved
 
 
-def _nearest_free(q: ResidualQuantizer, residual: torch.Tensor, occupancy: dict, levels: int, k: int,
-                  prefix: tuple = ()) -> tuple | None:
-    """Depth-first through the levels, each level's codes from nearest to farthest residual, skipping subtrees
-    with no free index left: the first free full index met."""
-    depth = len(prefix)
-    for c in q.distances(depth, residual)[0].argsort().tolist():
+def _nearest_free(order, state, occupancy: dict, levels: int, k: int, prefix: tuple = ()) -> tuple | None:
+    """Depth-first through the levels, each level's codes in `order`, skipping subtrees with no free index
+    left: the first free full index met."""
+    for c, below in order(len(prefix), state):
         cand = prefix + (c,)
         if occupancy.get(cand, 0) >= k ** (levels - len(cand)):
             continue  # every index under it is taken
         if len(cand) == levels:
             return cand
-        found = _nearest_free(q, residual - q.codebooks[depth].weight[c][None, :], occupancy, levels, k, cand)
+        found = _nearest_free(order, below, occupancy, levels, k, cand)
         if found is not None:
             return found
     return None
