@@ -22,7 +22,7 @@ def _data(args) -> None:
     options = _loader_options(args.overrides)
     canonical, source, resolved = registry.resolve(args.name, options)
     if args.path:  # --path names the source's file option (path, inter, reviews)
-        resolved.setdefault(source.path_options[0] if source.path_options else "path", args.path)
+        resolved.setdefault(registry.file_option(source), args.path)
     if source.click is not None:
         print(info.format_info(info.describe_split(registry.load_click_split(canonical, **resolved))))
     else:

@@ -21,16 +21,20 @@ class DataConfig:
     """Where the data comes from and how it is split."""
 
     dataset: str = "ml-100k"
-    """Registered dataset name (see `llmrec data list`): ml-100k, ml-1m, ml-20m, collm, amazon, csv, recbole."""
+    """Registered dataset name (see `llmrec data list`): ml-100k, ml-1m, ml-20m, collm, amazon, csv, recbole,
+    lcrec, sequences; or a path to a data file."""
     path: str | None = None
-    """File or directory for sources that read the user's files (CoLLM zip, Amazon json, CSV, RecBole atomic)."""
+    """File or directory for sources that read the user's files: fills the source's file option (CoLLM zip, CSV,
+    LC-Rec folder, sequence file: path; RecBole: inter; Amazon: reviews)."""
     options: dict = field(default_factory=dict)
-    """Extra loader options (e.g. column mapping for csv, k-core for amazon)."""
+    """Extra loader options (e.g. column mapping for csv, k-core for amazon), as `llmrec data list` shows them;
+    on the command line `data.options.user=uid` or `"data.options={user: uid, item: mid}"`."""
     cuts: list | None = None
     """Global time cuts: [[train_from, train_to], [valid_from, valid_to], [test_from, test_to]] as 'YYYY-MM', or two
     interaction quantiles such as [0.8, 0.9]. None: quantiles [0.8, 0.9]. Ignored for ready-made splits (collm)."""
     threshold: float = 4.0
-    """Label = 1 when rating >= threshold (ML: 4, Amazon-Book: 5)."""
+    """Label = 1 when rating >= threshold (ML: 4, Amazon-Book: 5). Click splits need ratings: implicit data (every
+    rating equal) is refused there, and is all-positive for the sequence and holdout families."""
     max_history: int = 50
     """Positives kept per row as history (prompts use the last `llm.history_titles`)."""
     valid_small_fraction: float = 0.5

@@ -65,8 +65,9 @@ def load_split(cfg: ExperimentConfig):
     """The split a config names, of its method's family (built once, then cached under home())."""
     d = cfg.data
     dataset_options = dict(d.options)
-    if d.path:
-        dataset_options["path"] = d.path
+    if d.path:  # the source's own file option: path (csv, collm, lcrec), inter (recbole), reviews (amazon)
+        from llmrec.data.registry import file_option, resolve
+        dataset_options[file_option(resolve(d.dataset, {})[1])] = d.path
     kind = family(cfg.method)
     if kind == "sequence":
         from llmrec.data.splits import get_sequence_split

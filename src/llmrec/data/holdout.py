@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from llmrec.data.info import is_implicit
 from llmrec.data.splits import cached_split, raw_id_meta, split_config
 from llmrec.data.types import Dataset
 from llmrec.errors import LlmrecError
@@ -158,16 +159,19 @@ def holdout_split(ds: Dataset, *, threshold: float = 3.0, min_count: int = 5, fr
     """The per-user random train / valid / test split of `ds` (see the module docstring)."""
     cfg = HoldoutConfig(threshold=threshold, min_count=min_count, fractions=fractions, seed=seed)
     inter = ds.interactions
-    pos = inter.loc[inter["rating"].to_numpy(np.float64) > cfg.threshold, ["user_id", "item_id"]]
+    # implicit data (one rating for every row, e.g. none given): every interaction is a positive
+    rating = inter["rating"].to_numpy(np.float64)
+    positive = np.ones(len(inter), dtype=bool) if is_implicit(ds) else rating > cfg.threshold
+    pos = inter.loc[positive, ["user_id", "item_id"]]
     pos = pos.drop_duplicates().sort_values(["user_id", "item_id"], kind="stable")
     if pos.empty:
         raise LlmrecError(f"{ds.name}: no interaction has rating > {cfg.threshold} (ratings "
-                          f"{inter['rating'].min():g}..{inter['rating'].max():g}); set threshold")
+                          f"{inter['rating'].min():g}..{inter['rating'].max():g}); set holdout.threshold")
     u, i = pos["user_id"].to_numpy(np.int64), pos["item_id"].to_numpy(np.int64)
     keep = k_core(u, i, cfg.min_count)
     if not keep.any():
         raise LlmrecError(f"{ds.name}: the {cfg.min_count}-core of the interactions with rating > "
-                          f"{cfg.threshold} is empty; lower min_count")
+                          f"{cfg.threshold} is empty; lower holdout.min_count")
     u, i = u[keep], i[keep]
     src_users, new_u = np.unique(u, return_inverse=True)
     src_items, new_i = np.unique(i, return_inverse=True)

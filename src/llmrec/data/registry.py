@@ -129,6 +129,11 @@ def source_options(name: str) -> list[str]:
             for p, v in params.items() if p != "name" and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
 
 
+def file_option(source: Source) -> str:
+    """The option a bare file path fills for this source (`--path`, `data.path`): path, inter or reviews."""
+    return source.path_options[0] if source.path_options else "path"
+
+
 def check_options(name: str, func: Callable, options: dict) -> None:
     """Unknown or missing loader options -> one line naming them and the accepted ones."""
     params = inspect.signature(func).parameters

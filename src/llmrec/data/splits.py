@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec.data.collm import WARM_DEFINITIONS, warm_flags
+from llmrec.data.info import is_implicit
 from llmrec.data.registry import dataset_cache_key, load_click_split, load_dataset, resolve, short_hash
 from llmrec.data.types import ClickSplit, Dataset, SequenceSplit
 from llmrec.errors import LlmrecError
@@ -228,9 +229,13 @@ def click_split(ds: Dataset, *, cuts=None, threshold: float = 4.0, max_history: 
             span = f"{_fmt_time(ts_all.min())}..{_fmt_time(ts_all.max())}"
             raise LlmrecError(f"{ds.name}: click split has no {pname} rows with cuts {cfg.cuts or 'default'} "
                               f"(data spans {span})")
-    if not label.any():
-        raise LlmrecError(f"{ds.name}: no row has rating >= {cfg.threshold} (ratings "
-                          f"{inter['rating'].min():g}..{inter['rating'].max():g}); set threshold")
+    if is_implicit(ds):  # one rating for every row: no negatives to predict
+        raise LlmrecError(f"{ds.name}: implicit data (every rating is {inter['rating'].iloc[0]:g}), but click "
+                          "prediction needs negatives; use a sequence or holdout method, or data with ratings")
+    if not label.any() or label.all():
+        which = "no" if not label.any() else "every"
+        raise LlmrecError(f"{ds.name}: {which} row has rating >= {cfg.threshold} (ratings "
+                          f"{inter['rating'].min():g}..{inter['rating'].max():g}); set data.threshold")
     start, end = history_bounds(u, t, label, cfg.max_history, cfg.history_ties)
     frame = pd.DataFrame({"user_id": u, "item_id": item, "label": label.astype(np.int8), "timestamp": t})
     frame["history"] = _slices(item[label], start, end)
@@ -256,7 +261,7 @@ def sequence_split(ds: Dataset, *, max_length: int | None = 50, min_interactions
                               positive_threshold=positive_threshold)
     inter = ds.interactions
     keep = np.ones(len(inter), dtype=bool)
-    if cfg.positive_threshold is not None:
+    if cfg.positive_threshold is not None and not is_implicit(ds):  # implicit data: every row is a positive
         keep = inter["rating"].to_numpy(np.float64) >= cfg.positive_threshold
     rows = np.flatnonzero(keep)
     u = inter["user_id"].to_numpy(np.int64)[rows]
@@ -269,7 +274,8 @@ def sequence_split(ds: Dataset, *, max_length: int | None = 50, min_interactions
     ok = counts >= cfg.min_interactions
     if not ok.any():
         raise LlmrecError(f"{ds.name}: no user has {cfg.min_interactions} or more interactions"
-                          + (f" with rating >= {cfg.positive_threshold}" if cfg.positive_threshold is not None else ""))
+                          + (f" with rating >= {cfg.positive_threshold} (sequence.positive_threshold)"
+                             if cfg.positive_threshold is not None else ""))
     firsts, ends = firsts[ok], ends[ok]
     train_end = ends - 2
     train_start = firsts if cfg.max_length is None else np.maximum(firsts, train_end - cfg.max_length)
