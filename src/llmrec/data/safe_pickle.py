@@ -60,6 +60,8 @@ _RENAMED = {  # pandas 1.x locations (pandas' own compatibility table for the mo
     ("pandas.core.indexes.numeric", "Float64Index"): ("pandas.core.indexes.base", "Index"),
     ("pandas._libs.tslibs.nattype", "__nat_unpickle"): ("pandas._libs.tslibs.nattype", "_nat_unpickle"),
 }
+
+
 class _Refused(Exception):
     """A global outside ALLOWED (kept apart from load errors, whose types a crafted file could choose)."""
 
