@@ -102,3 +102,20 @@ def test_demo_then_binary_variant_reuses_finished_runs(csv_data, tmp_path, capsy
     assert main([*argv[:2], "--methods", "mf,tallrec,binllm,binllm-binary", *argv[2:]]) == 0
     assert {m: (out / m / "metrics.json").stat().st_mtime_ns for m in stamps} == stamps  # reused, not retrained
     assert (out / "binary_vs_dot_decimal.png").exists() and "| binllm-binary |" in capsys.readouterr().out
+
+
+def test_python_dash_m_and_version_and_a_closed_pipe(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import llmrec
+
+    env = {**os.environ, "PYTHONPATH": str(Path(llmrec.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-m", "llmrec", "--version"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == f"llmrec {llmrec.__version__}"
+    # a reader that closes the pipe early gets no traceback
+    piped = subprocess.run(f"'{sys.executable}' -m llmrec data list | head -1", shell=True, capture_output=True,
+                           text=True, env=env)
+    assert piped.stdout.count("\n") == 1 and "Traceback" not in piped.stderr

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from llmrec import __version__
 from llmrec.errors import LlmrecError
 
 
@@ -138,6 +139,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="llmrec", description="Collaborative information in LLM recommenders.")
+    p.add_argument("--version", action="version", version=f"llmrec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="list datasets or describe one",
@@ -228,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("llmrec: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`llmrec data list | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
