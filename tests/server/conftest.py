@@ -1,5 +1,5 @@
-"""Tiny runs served by the tests of this folder, trained once per session: MF and a tiny-backbone TALLRec on a
-CSV with raw ids (users "u_1", items "tt0000003")."""
+"""Tiny runs served by the tests of this folder, trained once per session: MF, a tiny-backbone TALLRec (click) and
+popularity-holdout (holdout) on a CSV with raw ids (users "u_1", items "tt0000003")."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,8 @@ from synthetic import synthetic_dataset
 
 TINY_LLM = ["llm.backbone=tiny", "stage1.max_samples=16", "stage1.batch_size=8", "stage1.eval_rows=0",
             "eval.test_rows=16", "eval.batch_size=8"]
-RUNS = {"mf": ["collab.epochs=2"], "tallrec": TINY_LLM}
+CUTS = ["data.cuts=[0.7, 0.85]"]
+RUNS = {"mf": CUTS + ["collab.epochs=2"], "tallrec": CUTS + TINY_LLM, "popularity-holdout": ["holdout.min_count=1"]}
 
 
 def raw_item(i: int) -> str:
@@ -31,7 +32,7 @@ def served_runs(tmp_path_factory):
     path = tmp / "ratings.csv"
     inter.to_csv(path, index=False)
     data = ["data.dataset=csv", f"data.path={path}", "data.options={rating: rating, timestamp: timestamp, "
-            "title: title}", "data.cuts=[0.7, 0.85]"]
+            "title: title}"]
     old = os.environ.get("LLMREC_HOME")
     os.environ["LLMREC_HOME"] = str(tmp / "home")
     try:

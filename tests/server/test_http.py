@@ -164,3 +164,15 @@ def test_health_answers_while_a_batch_runs(recs):
         assert status == 200 and health["busy"] is True and time.monotonic() - start < 0.5
         t.join(10)
         assert done[0][0] == 200
+
+
+def test_a_holdout_run_recommends_for_a_new_users_items(recs, served_runs):
+    rec = recs["popularity-holdout"]
+    with serving(rec, run_info(served_runs / "popularity-holdout")) as (port, _):
+        assert call(port, "GET", "/info")[1]["family"] == "holdout"
+        status, out = call(port, "POST", "/recommend", {"items": [raw_item(3), raw_item(5)], "k": 3})
+        want = rec.recommend_for_items([raw_item(3), raw_item(5)], 3)
+        assert status == 200 and [i["item_id"] for i in out["items"]] == [i for i, _, _ in want]
+        user = rec.ids.user_out(min(rec.ids.known_users))
+        status, out = call(port, "POST", "/score", {"pairs": [{"user_id": user, "item_id": raw_item(3)}]})
+        assert status == 200 and out["scores"][0]["score"] == pytest.approx(rec.score([user], [raw_item(3)])[0])
