@@ -39,12 +39,12 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(run_dir: str | Path, config: ServerConfig) -> None:
+    config.check()  # before the slow imports and the model: a bad flag answers at once
     import uvicorn
 
     from llmrec.recommender import Recommender
     from llmrec.server.app import create_app
 
-    config.check()
     rec = Recommender.from_pretrained(run_dir)
     if rec.ids.note:
         print(f"llmrec: note: {rec.ids.note}", file=sys.stderr)
