@@ -28,6 +28,7 @@ SECTIONS = [  # (key, title, module): order matters, `matmul` first (its peak fe
     ("collab", "Collaborative models: seconds per epoch", "collab"),
     ("profile", "What the profiler shows", "profiling"),
     ("memory", "Peak memory of the demo", "memory"),
+    ("serve", "HTTP serving under load: batching on vs off", "serve"),
 ]
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 

@@ -82,14 +82,23 @@ def _load(run: str):
 
 
 def _recommend(args) -> None:
-    if (args.user is None) == (args.items is None):
-        raise LlmrecError("recommend: give exactly one of --user U or --items I1,I2,... (a new user's known items)")
+    if sum(x is not None for x in (args.user, args.items, args.users)) != 1:
+        raise LlmrecError("recommend: give exactly one of --user U, --items I1,I2,... (a new user's known items) "
+                          "or --users FILE")
+    if args.output and args.users is None:
+        raise LlmrecError("--output: only with --users FILE (batch inference)")
     if args.k < 1:
         raise LlmrecError(f"-k: must be >= 1, got {args.k}")
     candidates = _id_list(args.candidates, "--candidates") if args.candidates is not None else None
     items = _id_list(args.items, "--items") if args.items is not None else None
     rec = _load(args.run)
     options = {"internal_ids": args.internal_ids}
+    if args.users is not None:  # streamed: flat memory, output written atomically
+        n = rec.recommend_stream(args.users, args.output, args.k, candidates, cold_start=args.cold_start,
+                                 progress=not args.no_progress, **options)
+        if args.output:
+            print(f"wrote top-{args.k} lists of {n} users to {args.output}")
+        return
     if items is not None:
         top = rec.recommend_for_items(items, k=args.k, candidates=candidates, **options)
     else:
@@ -100,18 +109,19 @@ def _recommend(args) -> None:
 
 def _score(args) -> None:
     rec = _load(args.run)
-    out = rec.score_csv(args.pairs, cold_start=args.cold_start, internal_ids=args.internal_ids)
+    n = rec.score_stream(args.pairs, args.output, cold_start=args.cold_start, internal_ids=args.internal_ids,
+                         progress=not args.no_progress)  # streamed: flat memory, output written atomically
     if args.output:
-        from llmrec.paths import atomic_file
+        print(f"wrote {n} scores to {args.output}")
 
-        try:
-            with atomic_file(args.output) as tmp:  # all rows or nothing
-                out.to_csv(tmp, index=False)
-        except OSError as exc:
-            raise LlmrecError(f"--output {args.output}: cannot write ({exc.strerror or exc})") from None
-        print(f"wrote {len(out)} scores to {args.output}")
-    else:
-        print(out.to_csv(index=False), end="")
+
+def _serve(args) -> None:
+    from llmrec.server.config import ServerConfig
+    from llmrec.server.run import serve
+
+    serve(args.run, ServerConfig(host=args.host, port=args.port, max_batch=args.max_batch,
+                                 max_wait_ms=args.max_wait_ms, timeout_s=args.timeout_s,
+                                 max_body_bytes=args.max_body_bytes, max_pairs=args.max_pairs))
 
 
 def _benchmark(args) -> None:
@@ -177,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--user", help="user id, as in the dataset (see --internal-ids)")
     r.add_argument("--items", help="instead of --user: comma-separated item ids a new user interacted with "
                    "(cllm4rec, multvae, popularity-holdout runs)")
+    r.add_argument("--users", help="instead of --user: a file of users (one id a line, or a CSV with a user_id "
+                   "column), streamed; rows user_id,rank,item_id,title,score to --output (default stdout)")
+    r.add_argument("--output", help="with --users: write the CSV here (atomically) instead of stdout")
+    r.add_argument("--no-progress", action="store_true", help="with --users: no progress bar on stderr")
     r.add_argument("-k", type=int, default=10, help="how many items (>= 1)")
     r.add_argument("--candidates", help="comma-separated item ids to rank (default: all unseen items)")
     r.add_argument("--internal-ids", action="store_true", help=ids_help)
@@ -186,10 +200,31 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score (user_id, item_id) pairs from a CSV")
     s.add_argument("run")
     s.add_argument("pairs", help="CSV with columns user_id,item_id (the dataset's ids, see --internal-ids)")
-    s.add_argument("--output", help="write scores here instead of stdout")
+    s.add_argument("--output", help="write scores here (atomically) instead of stdout")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     s.add_argument("--internal-ids", action="store_true", help=ids_help)
     s.add_argument("--cold-start", choices=["popularity"], help=cold_help)
     s.set_defaults(func=_score)
+
+    from llmrec.server.config import ServerConfig
+
+    d0 = ServerConfig()
+    v = sub.add_parser("serve", help="serve a saved run over HTTP (POST /score, POST /recommend, GET /health, "
+                       "GET /info, docs at /docs), concurrent requests batched")
+    v.add_argument("run")
+    v.add_argument("--host", default=d0.host, help=f"address to listen on (default {d0.host}: this machine only)")
+    v.add_argument("--port", type=int, default=d0.port, help=f"port (default {d0.port}; 0: any free port)")
+    v.add_argument("--max-batch", type=int, default=d0.max_batch,
+                   help=f"most requests coalesced into one model call (default {d0.max_batch}; 1: no batching)")
+    v.add_argument("--max-wait-ms", type=float, default=d0.max_wait_ms,
+                   help=f"how long a request waits for others to join its batch (default {d0.max_wait_ms} ms)")
+    v.add_argument("--timeout-s", type=float, default=d0.timeout_s,
+                   help=f"a request not answered by then gets 504 (default {d0.timeout_s} s)")
+    v.add_argument("--max-body-bytes", type=int, default=d0.max_body_bytes,
+                   help=f"larger request bodies get 413 (default {d0.max_body_bytes})")
+    v.add_argument("--max-pairs", type=int, default=d0.max_pairs,
+                   help=f"more pairs (or candidates) in one request get 413 (default {d0.max_pairs})")
+    v.set_defaults(func=_serve)
 
     b = sub.add_parser("benchmark", help="run several methods on one dataset; markdown table + PNG figures")
     b.add_argument("--methods", required=True,

@@ -3,3 +3,8 @@
 
 class LlmrecError(Exception):
     """A problem with the user's input (file, row, field, id): printed as one line, exit code 2."""
+
+
+class UnknownIdError(LlmrecError):
+    """A user or item the run does not know (`llmrec.ids`): the CLI prints it like any bad input, the HTTP
+    server answers 404 with the same line."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, UnknownIdError
 
 COLD_START = ("popularity",)
 """Fallbacks a caller may ask for (None: unknown ids are an error)."""
@@ -85,11 +85,11 @@ class RunIds:
             i = _as_int(value)
         return i if i is not None and 1 <= i < self.n_items else None
 
-    def unknown_user(self, value) -> LlmrecError:
-        return LlmrecError(f"user {value} is not in the run's data ({len(self.known_users)} users)")
+    def unknown_user(self, value) -> UnknownIdError:
+        return UnknownIdError(f"user {value} is not in the run's data ({len(self.known_users)} users)")
 
-    def unknown_item(self, value) -> LlmrecError:
-        return LlmrecError(f"item {value} is not in the run's data ({self.n_known_items} items)")
+    def unknown_item(self, value) -> UnknownIdError:
+        return UnknownIdError(f"item {value} is not in the run's data ({self.n_known_items} items)")
 
     def items(self, values, what: str, internal: bool = False) -> np.ndarray:
         """Known internal item ids of a non-empty list (order kept, repeats dropped); one line for the first
@@ -101,7 +101,7 @@ class RunIds:
         for v in values:
             i = self.item(v, internal)
             if i is None:
-                raise LlmrecError(f"{what}: {self.unknown_item(v)}")
+                raise UnknownIdError(f"{what}: {self.unknown_item(v)}")
             out.append(i)
         return np.asarray(list(dict.fromkeys(out)), dtype=np.int64)
 
