@@ -8,16 +8,13 @@ import pytest
 import torch
 
 from llmrec.cli import main
+from server_helpers import raw_item
 from synthetic import synthetic_dataset
 
 TINY_LLM = ["llm.backbone=tiny", "stage1.max_samples=16", "stage1.batch_size=8", "stage1.eval_rows=0",
             "eval.test_rows=16", "eval.batch_size=8"]
 CUTS = ["data.cuts=[0.7, 0.85]"]
 RUNS = {"mf": CUTS + ["collab.epochs=2"], "tallrec": CUTS + TINY_LLM, "popularity-holdout": ["holdout.min_count=1"]}
-
-
-def raw_item(i: int) -> str:
-    return f"tt{i:07d}"
 
 
 @pytest.fixture(scope="session")

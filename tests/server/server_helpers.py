@@ -14,6 +14,11 @@ from llmrec.server.config import ServerConfig
 from llmrec.server.run import listen
 
 
+def raw_item(i: int) -> str:
+    """The raw item ids of the served runs' data (internal id i -> 'tt000000i')."""
+    return f"tt{i:07d}"
+
+
 def call(port: int, method: str, path: str, body=None, raw: bytes | None = None, headers=None,
          timeout: float = 30) -> tuple[int, dict]:
     """(status, JSON body) of one request on a fresh connection."""

@@ -8,9 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import raw_item
 from llmrec.server.run import run_info
-from server_helpers import call, concurrently, serving
+from server_helpers import call, concurrently, raw_item, serving
 
 TOL = 1e-5
 

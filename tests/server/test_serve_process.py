@@ -12,8 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import raw_item
-from server_helpers import call
+from server_helpers import call, raw_item
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
