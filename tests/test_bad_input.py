@@ -168,3 +168,13 @@ def test_usage_errors_are_one_line(argv, needle, capsys):
 def test_recommend_k_below_one_is_refused_before_loading(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "none"), "--user", "1", "-k", "0"]) == 2
     one_line(capsys, "-k", "got 0")
+
+
+def test_collab_model_must_agree_with_the_method(tmp_path, capsys):
+    from llmrec.experiment import make_config
+
+    assert make_config("lightgcn").collab.model == "lightgcn"  # recorded from the method name
+    assert main(["train", "mf", "--out", str(tmp_path / "run"), "collab.model=din"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "collab.model=din contradicts the method mf" in err
+    assert not (tmp_path / "run").exists()

@@ -53,7 +53,8 @@ class CollabConfig:
     """A classic collaborative model (MF, LightGCN, SASRec, DIN) trained pointwise with BCE."""
 
     model: str = "mf"
-    """mf, lightgcn, sasrec or din."""
+    """The classic model of an mf, lightgcn, sasrec or din run: the method name picks it, and this field records
+    it (another value is refused). CoLLM's collaborative model is `collm.collab_model`."""
     overrides: dict = field(default_factory=dict)
     """Model hyper-parameters that differ from the model's paper defaults (e.g. {dim: 64})."""
     lr: float | None = None
@@ -180,10 +181,11 @@ class ExperimentConfig:
     """One experiment: a method on a dataset. Sections a method does not use are ignored."""
 
     method: str = "binllm"
-    """A name in llmrec.methods.registry.METHODS: click (mf ... collm), sequence (sasrec-rank, lcrec) or holdout
-    (multvae, lightgcn-bpr, cllm4rec)."""
+    """A name in llmrec.methods.registry.METHODS: click (mf ... collm), sequence (popularity-rank, sasrec-rank,
+    lcrec) or holdout (popularity-holdout, multvae, lightgcn-bpr, cllm4rec)."""
     seed: int = 2023
-    """Drives splits, sampling, initialisation."""
+    """Drives splits, sampling, initialisation for the click and sequence families. The holdout family does not
+    read it yet: its split takes `holdout.seed`, and Mult-VAE, LightGCN-BPR and CLLM4Rec their own fixed seeds."""
     stage1_from: str | None = None
     """A finished TALLRec run directory whose LoRA adapter stands in for stage 1 (BinLLM two-step, CoLLM), so
     one text-only tuning serves several methods, as in the papers."""

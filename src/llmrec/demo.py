@@ -3,7 +3,7 @@
 The split cuts each user's time line 80/10/10 (`data.cut_by=user`), so the test rows are mostly warm and the
 collaborative signal the codes carry can be read.
 
-Budget (7 minutes on 2 quiet CPU cores, 2.8 GB peak; `--quick` checks the pipeline in a minute): MF and the
+Budget (6 minutes on 2 quiet CPU cores, 2.7 GB peak, README; `--quick` checks the pipeline in a minute): MF and the
 BinLLM encoder train to early stopping; TALLRec tunes LoRA on 128 text-only prompts; BinLLM continues that
 adapter (its stage 1, shared as in the paper) on 384 prompts with dot-decimal codes; prompts show the last 3
 liked titles; all three methods are tested on the same 200 random test rows. No validation during the LLM

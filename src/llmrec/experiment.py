@@ -10,12 +10,12 @@ import json
 import time
 from pathlib import Path
 
-from llmrec.config import ExperimentConfig, load_config
+from llmrec.config import CollabConfig, ExperimentConfig, load_config
 from llmrec.data.splits import get_click_split
 from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_file
 from llmrec.report import markdown_table
-from llmrec.methods.registry import VARIANTS, family, method_module, split_class
+from llmrec.methods.registry import COLLAB_METHODS, VARIANTS, family, method_module, split_class
 from llmrec.runs import Run
 
 def make_config(method: str, path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -26,6 +26,11 @@ def make_config(method: str, path: str | None = None, overrides: list[str] | Non
     cfg = load_config(path, variant_overrides + list(overrides or []), base={"method": method})
     if cfg.method != method:  # the command line names the method; a config file's `method:` must agree
         cfg = dataclasses.replace(cfg, method=method)
+    if method in COLLAB_METHODS:  # the method name picks the classic model; collab.model only records it
+        if cfg.collab.model not in (method, CollabConfig.model):
+            raise LlmrecError(f"collab.model={cfg.collab.model} contradicts the method {method}: the method name "
+                              f"picks the model (llmrec train {cfg.collab.model} ...)")
+        cfg = dataclasses.replace(cfg, collab=dataclasses.replace(cfg.collab, model=method))
     check_sections(cfg)
     return cfg
 

@@ -23,12 +23,10 @@ import pandas as pd
 
 from llmrec.errors import LlmrecError
 from llmrec.ids import RunIds
+from llmrec.methods.registry import LLM_METHODS
 from llmrec.metrics import frame_metrics
 from llmrec.runs import open_run
 from llmrec.serving import Serving
-
-LLM_METHODS = ("icl", "tallrec", "binllm", "collm")
-
 
 class Recommender(Serving):
     def __init__(self, run, split):

@@ -48,8 +48,8 @@ class SASRecConfig:
     lr: float = 1e-2
     """Adam learning rate."""
     weight_decay: float = 1e-2
-    """Adam weight decay. docs/papers.md lists 1e-4, but the official run behind the published 0.7078 used 1e-2 (its log
-    line and checkpoint name `..._d64lr-0.01wd0.01len25.pth`); with 1e-4 it overfits after ~9 epochs."""
+    """Adam weight decay. The paper lists 1e-4, but the official run behind the published 0.7078 used 1e-2 (its log
+    line and checkpoint name `..._d64lr-0.01wd0.01len25.pth`, docs/papers.md); with 1e-4 it overfits after ~9 epochs."""
 
 
 class Attention(nn.Module):

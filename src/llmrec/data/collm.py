@@ -105,7 +105,7 @@ def warm_flags(frame: pd.DataFrame, train: pd.DataFrame, definition: str = "pape
     """Warm rows.
 
     'paper': user and item each have MORE than `min_count` train rows, as the official `read_info` notebook computes
-    it (3,522 of 7,331 ML-1M test rows; docs/papers.md's wording "at least 3" would give 3,682). 'not_cold': both occur in
+    it (3,522 of 7,331 ML-1M test rows; "at least 3" would give 3,682). 'not_cold': both occur in
     train (4,153 rows).
     """
     users = train["user_id"].value_counts()

@@ -55,7 +55,7 @@ class ClickSplitConfig:
     seed: int = 2023
     """Seed of the valid_small sample (CoLLM: 2023)."""
     warm_definition: str = "paper"
-    """'paper': user and item each have >= 3 train rows; 'not_cold': both occur in train."""
+    """'paper': user and item each have more than 3 train rows; 'not_cold': both occur in train."""
     domain: str = "movie"
     """Noun the prompts use for items ('movie', 'book', ...)."""
     history_ties: str = "exclude"

@@ -21,7 +21,8 @@ those metrics are reported too, from the same prompt forward, under `paper_` key
 Departures from the paper, each a field whose docstring says so, with the paper's value one override away:
 `exclude_seen` (paper: false), `new_token_lr` (paper: None, one learning rate), the task `seqrec_all_positions`
 (paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec). `configs/lcrec-ml100k.yaml` uses
-them for a CPU budget; `LCRecConfig()` is the paper's recipe at a small budget.
+them for a CPU budget. `LCRecConfig()` keeps the paper's tasks, template and prompt at a small budget, with two
+departures on by default: `exclude_seen` and the MiniLM text encoder (`text_encoder`; the paper embeds with LLaMA).
 
 Out directory: `indices.json` (official format), `rqvae_report.json` (how the index was made; a learned index
 and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by embeddings and settings),
@@ -71,7 +72,7 @@ EMBEDDING_MODES = ("new_tokens", "full")
 @dataclass
 class LCRecConfig:
     """One LC-Rec run. Defaults: a small CPU budget for ml-100k with SmolLM2-135M: 80 LoRA steps of 8 samples
-    (640 of the ~80k alignment samples), validation NDCG@10 on 32 users at steps 40 and 80, test on 200 users.
+    (640 of the ~80k alignment samples), validation NDCG@10 on 32 users at steps 40 and 80, test on every user.
     Measured on the shared two-core development machine (about 5 processes competing, one torch thread):
     18 training tokens/s (~70 s per step of ~1,500 tokens) and 4.1 s of beam search per user; an idle machine
     runs the naive loop at ~120 tokens/s (BENCHMARKS.md), i.e. ~12 s per step, so the default run takes ~16 min
