@@ -2,6 +2,7 @@
 are read back; off, nothing is written; a bad tracker is one line before a run exists; a resumed run appends."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -118,10 +119,12 @@ def test_cllm4rec_logs_every_stage(data, tmp_path):
                          "finetune/valid_ndcg@100", "test/ndcg@100"])
 
 
-def test_without_report_to_nothing_is_written(data, tmp_path):
-    run = tmp_path / "mf"
-    assert main(["train", "mf", "--out", str(run), *data, "collab.epochs=2"]) == 0
-    assert not (run / "tracking").exists()
+def test_without_report_to_nothing_is_written_and_results_are_the_same(data, tmp_path):
+    off, on = tmp_path / "off", tmp_path / "on"
+    assert main(["train", "mf", "--out", str(off), *data, "collab.epochs=2"]) == 0
+    assert not (off / "tracking").exists()
+    assert main(["train", "mf", "--out", str(on), *data, "collab.epochs=2", *TB]) == 0
+    assert json.loads((off / "metrics.json").read_text())["test"] == json.loads((on / "metrics.json").read_text())["test"]
 
 
 @pytest.mark.parametrize("value, message", [("tensorbord", "unknown tracker 'tensorbord'"),
@@ -173,7 +176,7 @@ def test_tracker_scopes_and_skips_what_is_not_a_number():
         def __init__(self):
             self.rows, self.closed = [], False
 
-        def log(self, values, step):
+        def log(self, values, step=None):
             self.rows.append((step, values))
 
         def finish(self):
@@ -187,3 +190,27 @@ def test_tracker_scopes_and_skips_what_is_not_a_number():
     root.finish()
     assert backend.closed and not root.active
     tracking.scoped(None, "stage1").log({"loss": 1.0}, 1)  # no tracker: a no-op
+
+
+def test_wandb_gets_a_step_per_stage_and_mlflow_plain_names():
+    class Run:
+        defined = []
+
+        def define_metric(self, name, step_metric=None):
+            self.defined.append((name, step_metric))
+
+    class Memory:
+        def __init__(self):
+            self.rows, self.run = [], Run()
+
+        def log(self, values, step=None):
+            self.rows.append((step, values))
+
+    wandb, mlflow = Memory(), Memory()
+    root = tracking.Tracker([tracking._StepPerStage(wandb), tracking._PlainNames(mlflow)])
+    root.scope("stage2").log({"train_loss": 0.5}, 7)
+    root.scope("test").log({"ndcg@10": 0.25}, 0)  # an earlier step than stage2's: W&B must not drop it
+    assert wandb.rows == [(None, {"stage2/train_loss": 0.5, "stage2/step": 7}),
+                          (None, {"test/ndcg@10": 0.25, "test/step": 0})]
+    assert ("stage2/*", "stage2/step") in wandb.run.defined and ("test/*", "test/step") in wandb.run.defined
+    assert mlflow.rows == [(7, {"stage2/train_loss": 0.5}), (0, {"test/ndcg_at_10": 0.25})]

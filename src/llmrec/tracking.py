@@ -8,8 +8,11 @@ Accelerate's trackers.
 `llmrec.experiment.train` starts one per run from `ExperimentConfig.report_to` and hands it to the method's
 recipe, which gives each stage its own tag prefix. With nothing to report a `Tracker` does nothing (and the
 loops call it unconditionally), so tracking never changes what a run computes. Only the main process writes.
-Logs live under RUN/tracking/ (TensorBoard events in tracking/tensorboard/), so a resumed run appends to the
-same place; W&B and MLflow resume the same remote run through the id saved there.
+Logs live under RUN/tracking/ (TensorBoard events in tracking/tensorboard/; W&B's files in tracking/wandb/; MLflow
+in tracking/mlflow.db, or mlruns/ with mlflow-skinny, unless MLFLOW_TRACKING_URI names a server), so a resumed run
+appends to the same place; W&B and MLflow resume the same run through the id saved there. The run's config goes
+in as hyper-parameters once, when the directory is new. W&B gets each prefix's step as its own metric
+(`stage1/step`), since its own step may only grow; MLflow gets `@` spelled `_at_` (ndcg_at_10).
 
 What the loops log (step = optimizer step for the LLM loop, epoch for the others; tags under their prefix):
 - `llmrec.llm.train.fit` (TALLRec / BinLLM / CoLLM `stage1`, `stage2`; LC-Rec `sft`; CLLM4Rec `pretrain-content`,
@@ -31,6 +34,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -137,8 +141,44 @@ def start(report_to: list[str] | str | None, log_dir: str | Path, run_name: str 
             (log_dir / "mlflow_run_id").write_text(backend.active_run.info.run_id)
         if fresh and config:
             backend.store_init_configuration(_flat(config))
-        backends.append(backend)
+        backends.append(_StepPerStage(backend) if name == "wandb" else _PlainNames(backend) if name == "mlflow"
+                        else backend)
     return Tracker(backends)
+
+
+class _StepPerStage:
+    """W&B keeps one step per run that may only grow (it drops anything logged at an earlier step), while each
+    llmrec stage counts its own steps from 1 and the test metrics sit at 0: each prefix gets its own step metric
+    (`stage1/step`, W&B's define_metric) and W&B's step just counts the calls."""
+
+    def __init__(self, backend):
+        self.backend, self.defined = backend, set()
+
+    def log(self, values: dict, step: int) -> None:
+        groups = {k.rpartition("/")[0] for k in values}
+        for group in sorted(groups - self.defined):
+            if group:
+                self.backend.run.define_metric(f"{group}/step")
+                self.backend.run.define_metric(f"{group}/*", step_metric=f"{group}/step")
+            self.defined.add(group)
+        self.backend.log({**values, **{f"{g}/step" if g else "step": step for g in groups}})
+
+    def finish(self) -> None:
+        self.backend.finish()
+
+
+class _PlainNames:
+    """MLflow refuses metric names outside letters, digits and `_-. :/`: ndcg@10 is logged as ndcg_at_10."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def log(self, values: dict, step: int) -> None:
+        self.backend.log({re.sub(r"[^\w.\- :/]", "_", k.replace("@", "_at_")): v for k, v in values.items()},
+                         step=step)
+
+    def finish(self) -> None:
+        self.backend.finish()
 
 
 def _saved_id(path: Path, make) -> str:
@@ -149,14 +189,22 @@ def _saved_id(path: Path, make) -> str:
 
 
 def _mlflow(cls, log_dir: Path, run_name: str):
-    """An MLflow tracker: the MLFLOW_TRACKING_URI server when set, else a file store in log_dir/mlruns; the
-    run id saved by an earlier session is resumed."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        import mlflow
+    """An MLflow tracker: the MLFLOW_TRACKING_URI server when set, else a store in the log directory (SQLite,
+    mlflow.db, with the full mlflow; the file store mlruns/ with mlflow-skinny, which has no database driver);
+    the run id saved by an earlier session is resumed."""
+    import importlib.util
 
-        mlflow.set_tracking_uri((log_dir / "mlruns").resolve().as_uri())
+    import mlflow
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        if importlib.util.find_spec("sqlalchemy") is not None:
+            mlflow.set_tracking_uri(f"sqlite:///{(log_dir / 'mlflow.db').resolve()}")
+        else:
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow keeps it, in maintenance mode
+            mlflow.set_tracking_uri((log_dir / "mlruns").resolve().as_uri())
     saved = log_dir / "mlflow_run_id"
     return cls(experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", "llmrec"),
+               logging_dir=str((log_dir / "mlflow-artifacts").resolve()),
                run_id=saved.read_text().strip() if saved.is_file() else None, run_name=run_name)
 
 
