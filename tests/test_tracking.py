@@ -171,6 +171,27 @@ def test_resumed_run_appends_to_the_same_events(data, tmp_path, monkeypatch):
     assert logged["test/auc"] == whole["test/auc"]
 
 
+def test_an_unfinished_run_may_resume_with_tracking_turned_on(data, tmp_path, monkeypatch):
+    from llmrec.collab import trainer
+
+    run = tmp_path / "mf"
+    save = trainer.save_training_state
+
+    def killed_after_two(path, model, optimizer, best, state):
+        save(path, model, optimizer, best, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_training_state", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.train(experiment.make_config("mf", None, [*data, "collab.epochs=4"]), run)
+    assert not (run / "tracking").exists()
+    monkeypatch.setattr(trainer, "save_training_state", save)
+    experiment.train(experiment.make_config("mf", None, [*data, "collab.epochs=4", *TB]), run)
+    assert [s for s, _ in scalars(run)["collab/train_loss"]] == [3, 4]
+    assert "report_to:\n- tensorboard" in (run / "config.yaml").read_text()
+
+
 def test_tracker_scopes_and_skips_what_is_not_a_number():
     class Memory:
         def __init__(self):
