@@ -184,14 +184,14 @@ class ExperimentConfig:
     (multvae, lightgcn-bpr, cllm4rec)."""
     seed: int = 2023
     """Drives splits, sampling, initialisation."""
+    stage1_from: str | None = None
+    """A finished TALLRec run directory whose LoRA adapter stands in for stage 1 (BinLLM two-step, CoLLM), so
+    one text-only tuning serves several methods, as in the papers."""
     report_to: list | str = field(default_factory=list)
     """Experiment trackers that follow training, as Hugging Face's `report_to`: a list (or one name) of
     tensorboard, wandb, mlflow, 'all' (every one of those installed) or 'none'. Empty (default): nothing is
     logged. Logs go to RUN/tracking/, so a resumed run appends there; what each method logs: llmrec.tracking.
     Changing it does not change results, so a run may be resumed with another value."""
-    stage1_from: str | None = None
-    """A finished TALLRec run directory whose LoRA adapter stands in for stage 1 (BinLLM two-step, CoLLM), so
-    one text-only tuning serves several methods, as in the papers."""
     data: DataConfig = field(default_factory=DataConfig)
     collab: CollabConfig = field(default_factory=CollabConfig)
     encoder: dict = field(default_factory=dict)
