@@ -189,6 +189,11 @@ class ExperimentConfig:
     stage1_from: str | None = None
     """A finished TALLRec run directory whose LoRA adapter stands in for stage 1 (BinLLM two-step, CoLLM), so
     one text-only tuning serves several methods, as in the papers."""
+    report_to: list | str = field(default_factory=list)
+    """Experiment trackers that follow training, as Hugging Face's `report_to`: a list (or one name) of
+    tensorboard, wandb, mlflow, 'all' (every one of those installed) or 'none'. Empty (default): nothing is
+    logged. Logs go to RUN/tracking/, so a resumed run appends there; what each method logs: llmrec.tracking.
+    Changing it does not change results, so a run may be resumed with another value."""
     data: DataConfig = field(default_factory=DataConfig)
     collab: CollabConfig = field(default_factory=CollabConfig)
     encoder: dict = field(default_factory=dict)
@@ -216,6 +221,19 @@ class ExperimentConfig:
     """Overrides of llmrec.methods.cllm4rec.baselines.BPRConfig (lightgcn-bpr)."""
     cllm4rec: dict = field(default_factory=dict)
     """Overrides of llmrec.methods.cllm4rec.config.CLLM4RecConfig."""
+
+    def __post_init__(self):
+        names = self.report_to.split(",") if isinstance(self.report_to, str) else self.report_to
+        names = [str(n).strip() for n in names if str(n).strip()]
+        unknown = [n for n in names if n not in TRACKERS + ("all", "none")]
+        if unknown:
+            raise LlmrecError(f"report_to: unknown tracker {unknown[0]!r}; expected {', '.join(TRACKERS)}, "
+                              "all or none")
+        self.report_to = names
+
+
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+"""Trackers `report_to` may name (through Accelerate; llmrec.tracking checks which are installed)."""
 
 
 def to_dict(cfg) -> dict:

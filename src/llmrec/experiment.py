@@ -40,6 +40,9 @@ def check_sections(cfg: ExperimentConfig) -> None:
     bpr, cllm4rec, encoder), so a bad key or value there fails now, in one line, not after a run started."""
     from llmrec.config import from_dict
 
+    from llmrec.tracking import resolve
+
+    resolve(cfg.report_to)  # an unknown or missing tracker fails here, before a run directory exists
     kind, m = family(cfg.method), cfg.method
     if m in ("binllm", "binmf"):
         from llmrec.methods.binllm.encoder import EncoderConfig
@@ -91,7 +94,10 @@ def load_split(cfg: ExperimentConfig):
 def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
     """Train and test `cfg.method`; everything lands in the run directory `out` (resumed if unfinished). A new
     run's split is built before the directory is made, so bad data leaves nothing behind."""
+    from llmrec import tracking
+
     out = Path(out)
+    tracking.resolve(cfg.report_to)  # before anything is written
     if not (out / "config.yaml").exists() and split is None:
         split = load_split(cfg)
     run = Run.create_or_resume(out, cfg)
@@ -110,7 +116,13 @@ def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
         print(message, flush=True)
     started = time.perf_counter()
     run.log(f"train {cfg.method} on {split.name}")
-    metrics = method_module(cfg.method).train(cfg, split, run)
+    tracker = tracking.start(cfg.report_to, run.file("tracking"), run_name=run.path.name,
+                             config=dataclasses.asdict(cfg))
+    try:
+        metrics = method_module(cfg.method).train(cfg, split, run, tracker=tracker)
+        tracker.scope("test").log(metrics.get("test", {}), step=0)
+    finally:
+        tracker.finish()
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     metrics["method"] = cfg.method
     metrics["dataset"] = split.name

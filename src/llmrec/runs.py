@@ -18,8 +18,10 @@ from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_file
 
 
-_NOT_STATE = {"config.yaml", "log.txt", "split"}
-"""Run files that are not training state."""
+_NOT_STATE = {"config.yaml", "log.txt", "split", "tracking"}
+"""Run files that are not training state (tracking/: experiment-tracker logs, llmrec.tracking)."""
+_NOT_RESULTS = {"report_to"}
+"""Config fields that do not change what a run computes: an unfinished run resumes under new values."""
 
 
 class Run:
@@ -40,6 +42,11 @@ class Run:
             except LlmrecError:
                 old = None  # unreadable: only a directory without training state may be taken over
             if old != to_dict(config):
+                if old is not None and set(_diff(old, to_dict(config))) <= _NOT_RESULTS:
+                    if not run.finished:  # a finished run keeps the config it ran with
+                        save_config(config, cfg_file)
+                        run.log(f"report_to is now {config.report_to}")
+                    return run
                 if run.state():
                     changed = sorted(_diff(old, to_dict(config))) if old is not None else ["config.yaml unreadable"]
                     raise LlmrecError(f"{run.path}: holds a run with a different config ({', '.join(changed[:5])}); "

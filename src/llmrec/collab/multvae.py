@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from llmrec.collab.checkpoint import load_training_state, save_training_state
 from llmrec.data.holdout import HoldoutSplit, evaluate_scores
 from llmrec.errors import LlmrecError
+from llmrec.tracking import Tracker, scoped
 
 
 @dataclass
@@ -126,12 +127,14 @@ def dense_rows(matrix, users: np.ndarray, device=None) -> torch.Tensor:
 
 
 def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
-                  checkpoint: str | Path | None = None) -> MultVAEResult:
+                  checkpoint: str | Path | None = None, tracker: Tracker | None = None) -> MultVAEResult:
     """Train Mult-VAE on the split's train pairs, select the best validation NDCG@100 epoch, score the test part.
 
     `checkpoint`: a file written after every epoch (`llmrec.collab.checkpoint`); when it exists, training resumes
-    from it with the same subsequent batches, so a killed run ends as an uninterrupted one."""
+    from it with the same subsequent batches, so a killed run ends as an uninterrupted one. `tracker`
+    (llmrec.tracking) gets train_loss, kl, beta, lr, samples_per_s and valid_<metric> every epoch."""
     config = config or MultVAEConfig()
+    tracker = scoped(tracker, "")
     if split.n_items < 3:
         raise LlmrecError(f"{split.name}: Mult-VAE needs at least two items")
     torch.manual_seed(config.seed)
@@ -172,11 +175,15 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
             total += loss.item() * len(batch)
             kl_total += kl.item() * len(batch)
         # learning-curve axes: users seen and training seconds so far (validation excluded, resumes included)
-        seconds = (history[-1]["train_seconds"] if history else 0.0) + time.perf_counter() - t0
+        epoch_seconds = time.perf_counter() - t0
+        seconds = (history[-1]["train_seconds"] if history else 0.0) + epoch_seconds
         valid = evaluate_scores(split, "valid", score, config.eval_batch_size)
         history.append({"epoch": epoch, "samples": epoch * len(users), "train_seconds": round(seconds, 3),
                         "loss": total / len(order), "kl": kl_total / len(order), "beta": beta,
                         **{f"valid_{k}": v for k, v in valid.items()}})
+        tracker.log({"train_loss": history[-1]["loss"], "kl": history[-1]["kl"], "beta": beta,
+                     "lr": optimizer.param_groups[0]["lr"], "samples_per_s": len(order) / epoch_seconds,
+                     **{f"valid_{k}": v for k, v in valid.items()}}, epoch)
         if valid["ndcg@100"] > best:
             best, best_epoch, bad = valid["ndcg@100"], epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

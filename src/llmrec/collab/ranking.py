@@ -31,6 +31,7 @@ from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.metrics import hit_rate, mean_interval, mrr, ndcg, rank_of_target
+from llmrec.tracking import Tracker, scoped
 
 CHECKPOINT_FILE = "last.safetensors"
 RANKING_SASREC = {"max_len": 50, "lr": 1e-3, "weight_decay": 0.0, "xavier_init": True}
@@ -205,9 +206,12 @@ def _step_loss(model: SASRec, inputs, targets, config: RankingConfig, generator)
 
 def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | None = None,
                 checkpoint_dir: str | Path | None = None,
-                on_validation: Callable[[dict], None] | None = None) -> RankingResult:
-    """Train `model` for next-item prediction, early-stop on valid NDCG@10, then rank the test targets."""
+                on_validation: Callable[[dict], None] | None = None,
+                tracker: Tracker | None = None) -> RankingResult:
+    """Train `model` for next-item prediction, early-stop on valid NDCG@10, then rank the test targets.
+    `tracker` (llmrec.tracking) gets train_loss, lr, samples_per_s every epoch and valid_<metric> at evaluations."""
     config = config or RankingConfig()
+    tracker = scoped(tracker, "")
     if config.loss not in ("ce", "bce"):
         raise LlmrecError(f"ranking loss must be 'ce' or 'bce', not {config.loss!r}")
     if split.n_items > model.n_items:
@@ -254,6 +258,8 @@ def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | Non
             optimizer.step()
             total += loss.item() * len(idx)
         record = {"epoch": epoch, "loss": total / n}
+        logged = {"train_loss": record["loss"], "lr": optimizer.param_groups[0]["lr"],
+                  "samples_per_s": n / (time.perf_counter() - started)}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             ranks = rank_targets(model, valid_hist, valid_target, config.exclude_history, config.eval_batch_size)
             record.update({f"valid_{k}": v for k, v in ranking_metrics(ranks).items()})
@@ -263,6 +269,7 @@ def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | Non
             else:
                 state["bad"] += 1
         record["seconds"] = time.perf_counter() - started
+        tracker.log({**logged, **{k: v for k, v in record.items() if k.startswith("valid_")}}, epoch)
         state.update(epoch=epoch, seconds=state["seconds"] + record["seconds"])
         state["history"].append(record)
         if ckpt is not None:
@@ -286,9 +293,9 @@ def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | Non
 
 
 def train_ranking(split: SequenceSplit, config: RankingConfig | None = None, model_overrides: dict | None = None,
-                  checkpoint_dir: str | Path | None = None) -> RankingResult:
+                  checkpoint_dir: str | Path | None = None, tracker: Tracker | None = None) -> RankingResult:
     """SASRec (ranking defaults `RANKING_SASREC` + overrides), seeded by `config.seed`, trained by `fit_ranking`."""
     config = config or RankingConfig()
     torch.manual_seed(config.seed)
     model = build_model("sasrec", split.n_users, split.n_items, **{**RANKING_SASREC, **(model_overrides or {})})
-    return fit_ranking(model, split, config, checkpoint_dir)
+    return fit_ranking(model, split, config, checkpoint_dir, tracker=tracker)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from llmrec.collab import build_model
 from llmrec.collab.checkpoint import load_training_state, save_training_state
 from llmrec.data.samples import click_tensors
+from llmrec.tracking import Tracker, scoped
 from llmrec.data.types import ClickSplit
 from llmrec.errors import LlmrecError
 from llmrec.metrics import auc, frame_metrics, uauc
@@ -170,14 +171,16 @@ def _resolve(value, model, name: str) -> float:
 
 def fit(model: torch.nn.Module, train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame | None = None,
         config: TrainConfig | None = None, checkpoint_dir: str | Path | None = None,
-        on_epoch_end: Callable[[dict], None] | None = None) -> TrainResult:
+        on_epoch_end: Callable[[dict], None] | None = None, tracker: Tracker | None = None) -> TrainResult:
     """Train `model` on the `train` frame, early-stop on `valid` AUC, score `test` with the best weights.
 
     `on_epoch_end(record)` is called after each epoch's checkpoint is written (record: epoch, loss, valid_auc,
     valid_uauc, seconds). A model with an `on_epoch_end(epoch)` method (0-based epoch) is told after each pass;
     one with `extra_state() -> dict` gets it saved in checkpoints and restored by `load_extra_state(dict)`.
+    `tracker` (llmrec.tracking) gets train_loss, lr, samples_per_s, valid_auc and valid_uauc every epoch.
     """
     config = config or TrainConfig()
+    tracker = scoped(tracker, "")
     n_users, n_items = getattr(model, "n_users", None), getattr(model, "n_items", None)
     needs_history = _history_length(model) > 0
     for what, frame in (("train", train), ("valid", valid)) + ((("test", test),) if test is not None else ()):
@@ -228,6 +231,7 @@ def fit(model: torch.nn.Module, train: pd.DataFrame, valid: pd.DataFrame, test: 
             total += loss.item() * len(idx)
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end(epoch - 1)
+        train_seconds = time.perf_counter() - started
         scores = predict(model, valid_t, config.eval_batch_size)
         record = {"epoch": epoch, "loss": total / n, "valid_auc": auc(valid_labels, scores),
                   "valid_uauc": uauc(valid_users, valid_labels, scores)}
@@ -237,6 +241,9 @@ def fit(model: torch.nn.Module, train: pd.DataFrame, valid: pd.DataFrame, test: 
         else:
             state["bad_epochs"] += 1
         record["seconds"] = time.perf_counter() - started
+        tracker.log({"train_loss": record["loss"], "lr": optimizer.param_groups[0]["lr"],
+                     "samples_per_s": n / train_seconds, "valid_auc": record["valid_auc"],
+                     "valid_uauc": record["valid_uauc"]}, epoch)
         state["epoch"] = epoch
         state["seconds"] += record["seconds"]
         state["history"].append(record)

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_dir, atomic_file
+from llmrec.tracking import Tracker, scoped
 
 CHECKPOINT_VERSION = 1
 TRAINABLE_FILE = "trainable.safetensors"
@@ -481,7 +482,8 @@ def _optimizer_groups(task: Task, params: list, config: TrainConfig) -> tuple[li
 def fit(task: Task, n_train_rows: int, eval_rows: int | None,
         evaluate: Callable[[np.ndarray], dict] | None, config: TrainConfig, out_dir: str | Path,
         selection_metric: str = "auc", higher_is_better: bool = True, *,
-        eval_task: Task | None = None, accelerator: Accelerator | None = None) -> TrainResult:
+        eval_task: Task | None = None, accelerator: Accelerator | None = None,
+        tracker: Tracker | None = None) -> TrainResult:
     """Train `task`'s trainable parameters; evaluate, select, early-stop, checkpoint; resume if a checkpoint exists.
 
     n_train_rows: rows 0..n-1 of `task`'s table are the training set.
@@ -493,12 +495,15 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
     out_dir: holds `checkpoint/` (resume state, `log.jsonl` of evaluations) and `best/` (selected trainable
         weights `trainable.safetensors` + `best.json`). Re-running with the same arguments after a kill resumes
         with the same subsequent batches; re-running a finished run returns its result.
+    tracker: gets train_loss, lr, samples_per_s, tokens_per_s (when batches count tokens) every optimizer step
+        and valid_<metric> at every evaluation (llmrec.tracking; give it the stage's prefix).
     Call it on every process under `accelerate launch`; all return the same steps, selection and metrics
     (timings are each process's own).
     """
     config.validate()
     out_dir = Path(out_dir)
     eval_task = eval_task or task
+    tracker = scoped(tracker, "")
     module = task.trainable_module()
     if eval_task.trainable_module() is not module:
         raise LlmrecError("fit: eval_task must share task's trainable module (it scores the state being trained)")
@@ -613,6 +618,7 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
                "train_loss": s["loss_sum"] / s["loss_count"] if s["loss_count"] else None,
                "train_seconds": round(s["train_seconds"], 3), **metrics, "is_best": gain}
         history.append(row)
+        tracker.log({f"valid_{k}": v for k, v in metrics.items()}, s["step"])
         s.update(last_eval_step=s["step"], loss_sum=0.0, loss_count=0)
         if main:
             best_txt = f"best {_fmt(s['best_value'])} @ {s['best_step']}"
@@ -661,8 +667,9 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
                 s["step"] += 1
                 s["micro"] += config.grad_accum_steps
                 s["train_seconds"] += dt
-                s["tokens_seen"] += int(acc.reduce(torch.tensor(tokens, device=acc.device), "sum").item()) \
+                tokens = int(acc.reduce(torch.tensor(tokens, device=acc.device), "sum").item()) \
                     if acc.num_processes > 1 else tokens
+                s["tokens_seen"] += tokens
                 s["loss_sum"] += step_loss
                 s["loss_count"] += 1
                 s["win_loss"] += step_loss  # the log window lives in the checkpoint state too
@@ -672,6 +679,9 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
                     train_log.append({"step": s["step"], "loss": s["win_loss"] / s["win_n"], "lr": lr,
                                       "step_seconds": s["win_secs"] / s["win_n"]})
                     s.update(win_loss=0.0, win_secs=0.0, win_n=0)
+                tracker.log({"train_loss": step_loss, "lr": lr,
+                             "samples_per_s": plan.global_batch * config.grad_accum_steps / dt,
+                             **({"tokens_per_s": tokens / dt} if tokens else {})}, s["step"])
                 postfix["loss"] = f"{step_loss:.4f}"
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(1)

@@ -24,6 +24,7 @@ from llmrec.llm.scoring import ScoringConfig, YesScorer
 from llmrec.metrics import auc, frame_metrics, uauc
 from llmrec.paths import atomic_dir, atomic_file
 from llmrec.runs import Run
+from llmrec.tracking import Tracker, scoped
 
 SlotFn = Callable[[int], object]
 """id -> what fills an ID slot: code text (BinLLM) or `EMBED` (CoLLM)."""
@@ -201,8 +202,9 @@ def stage_train_config(stage: StageConfig, seed: int, eval_batch_size: int) -> l
 
 
 def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts,
-                split: ClickSplit, stage: StageConfig, seed: int) -> loop.TrainResult:
-    """One tuning stage on split.train, selected on valid_small AUC; resumable from `run/<name>_train/`."""
+                split: ClickSplit, stage: StageConfig, seed: int, tracker: Tracker | None = None) -> loop.TrainResult:
+    """One tuning stage on split.train, selected on valid_small AUC; resumable from `run/<name>_train/`;
+    `tracker` (llmrec.tracking) follows it under `name/`."""
     valid = subset(split.valid_small, stage.eval_rows, seed) if stage.eval_rows != 0 else split.valid_small[:0]
     train_task = ClickTask(module, scorer, prompts, split.train)
     eval_task = ClickTask(module, scorer, prompts, valid, sort_by_length=True)
@@ -214,7 +216,8 @@ def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer,
 
     tc = stage_train_config(stage, seed, scorer.config.batch_size)
     result = loop.fit(train_task, len(split.train), len(valid) or None, evaluate if len(valid) else None, tc,
-                      run.file(f"{name}_train"), selection_metric="auc", eval_task=eval_task)
+                      run.file(f"{name}_train"), selection_metric="auc", eval_task=eval_task,
+                      tracker=scoped(tracker, name))
     run.log(f"{name}: best valid AUC {result.best_metrics.get('auc', float('nan')):.4f} at step "
             f"{result.best_step}/{result.steps}, {result.samples_seen} samples, {result.train_seconds:.0f} s")
     return result

@@ -12,6 +12,7 @@ from llmrec.config import from_dict
 from llmrec.methods.click import save_test_scores, subset
 from llmrec.metrics import frame_metrics
 from llmrec.runs import Run
+from llmrec.tracking import Tracker, scoped
 
 
 def build(cfg: ExperimentConfig, n_users: int, n_items: int):
@@ -20,8 +21,10 @@ def build(cfg: ExperimentConfig, n_users: int, n_items: int):
     return collab.build_model(cfg.method, n_users, n_items, **cfg.collab.overrides)
 
 
-def train_model(cfg: ExperimentConfig, split: ClickSplit, run: Run, model, name: str) -> trainer.TrainResult:
-    """Fit a collaborative model (or the BinLLM encoder) with checkpoints in the run; save its best weights."""
+def train_model(cfg: ExperimentConfig, split: ClickSplit, run: Run, model, name: str,
+                tracker: Tracker | None = None) -> trainer.TrainResult:
+    """Fit a collaborative model (or the BinLLM encoder) with checkpoints in the run; save its best weights.
+    `tracker` (llmrec.tracking, already under the caller's prefix) follows every epoch."""
     c = cfg.collab
     enc = getattr(model, "config", None)
     batch_size = enc.batch_size if isinstance(model, BinaryEncoder) else c.batch_size
@@ -31,7 +34,7 @@ def train_model(cfg: ExperimentConfig, split: ClickSplit, run: Run, model, name:
                              weight_decay=c.weight_decay if not isinstance(model, BinaryEncoder) else None,
                              batch_size=batch_size, epochs=epochs, patience=patience, seed=cfg.seed)
     result = trainer.fit(model, split.train, split.part(c.valid_part), split.test, tc,
-                         checkpoint_dir=run.file(f"{name}_ckpt"))
+                         checkpoint_dir=run.file(f"{name}_ckpt"), tracker=tracker)
     run.save_tensors(f"{name}.safetensors", result.state_dict,
                      metadata={"description": json.dumps(result.description, default=str)})
     run.save_json(f"{name}.json", {"description": result.description, "best_epoch": result.best_epoch,
@@ -39,12 +42,12 @@ def train_model(cfg: ExperimentConfig, split: ClickSplit, run: Run, model, name:
     return result
 
 
-def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
+def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker | None = None) -> dict:
     import torch
 
     torch.manual_seed(cfg.seed)
     model = build(cfg, split.n_users, split.n_items)
-    result = train_model(cfg, split, run, model, "model")
+    result = train_model(cfg, split, run, model, "model", tracker=scoped(tracker, "collab"))
     # the same (fixed subset of) test rows the LLM methods score, for a fair table, with intervals
     rows = subset(split.test, cfg.eval.test_rows, cfg.seed)
     scores = trainer.predict(result.model, rows)

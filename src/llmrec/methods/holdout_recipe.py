@@ -21,6 +21,7 @@ from llmrec.data.holdout import METRIC_KS, HoldoutSplit, evaluate_scores, exclus
 from llmrec.errors import LlmrecError
 from llmrec.ids import RunIds
 from llmrec.serving import Serving
+from llmrec.tracking import Tracker, scoped
 
 POPULARITY = "popularity-holdout"
 """The popularity baseline's method name (its ranking rule is the one every model here is evaluated by)."""
@@ -32,20 +33,23 @@ def _config(cls, section: dict, where: str):
     return from_dict(cls, section, where)
 
 
-def train(cfg, split: HoldoutSplit, run) -> dict:
+def train(cfg, split: HoldoutSplit, run, tracker: Tracker | None = None) -> dict:
     """Train the method of `cfg` (multvae, lightgcn-bpr or popularity-holdout); metrics["test"] = test metrics of the
-    best weights, metrics["curve"] = valid metrics against samples and training seconds."""
+    best weights, metrics["curve"] = valid metrics against samples and training seconds. `tracker`
+    (llmrec.tracking) follows training under multvae/ or bpr/."""
     if cfg.method == "multvae":
         from llmrec.collab.multvae import MultVAEConfig, train_multvae
 
         config = _config(MultVAEConfig, cfg.multvae, "multvae")
-        result = train_multvae(split, config, checkpoint=run.file("checkpoint.safetensors"))
+        result = train_multvae(split, config, checkpoint=run.file("checkpoint.safetensors"),
+                               tracker=scoped(tracker, "multvae"))
         extra = {"stopped_early": result.stopped_early}
     elif cfg.method == "lightgcn-bpr":
         from llmrec.methods.cllm4rec.baselines import BPRConfig, train_lightgcn_bpr
 
         config = _config(BPRConfig, cfg.bpr, "bpr")
-        result = train_lightgcn_bpr(split, config, checkpoint=run.file("checkpoint.safetensors"))
+        result = train_lightgcn_bpr(split, config, checkpoint=run.file("checkpoint.safetensors"),
+                                    tracker=scoped(tracker, "bpr"))
         extra = {}
     elif cfg.method == POPULARITY:
         from llmrec.methods.cllm4rec.baselines import popularity_baseline

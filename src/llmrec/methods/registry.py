@@ -54,8 +54,9 @@ def split_class(method: str):
 
 
 def method_module(method: str):
-    """The recipe module of a method. Every one has `train(cfg, split, run) -> metrics` (metrics["test"] holds
-    the test metrics); for the sequence and holdout methods, `load_recommender` below reads their saved runs."""
+    """The recipe module of a method. Every one has `train(cfg, split, run, tracker=None) -> metrics`
+    (metrics["test"] holds the test metrics; `tracker`: llmrec.tracking); for the sequence and holdout methods,
+    `load_recommender` below reads their saved runs."""
     if method in COLLAB_METHODS or method == "binmf":
         from llmrec.methods import collab_recipe as module
     elif method in ("icl", "tallrec"):

@@ -25,6 +25,7 @@ from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.sequence import SequenceUsers
 from llmrec.serving import Serving
+from llmrec.tracking import Tracker, scoped
 
 
 def exclude_seen(cfg) -> bool:
@@ -65,11 +66,12 @@ def subset_metrics(model, split: SequenceSplit, rows: np.ndarray, part: str, rc:
     return ranking_metrics(rank_targets(model, hist, targets, rc.exclude_history, rc.eval_batch_size), intervals)
 
 
-def train(cfg, split: SequenceSplit, run) -> dict:
+def train(cfg, split: SequenceSplit, run, tracker: Tracker | None = None) -> dict:
+    """Train SASRec for ranking in the run (resumable); `tracker` (llmrec.tracking) follows it under seqrank/."""
     rc, model_overrides = ranking_config(cfg)
     ckpt = run.file("checkpoint")
     ckpt.mkdir(parents=True, exist_ok=True)
-    result = train_ranking(split, rc, model_overrides, checkpoint_dir=ckpt)
+    result = train_ranking(split, rc, model_overrides, checkpoint_dir=ckpt, tracker=scoped(tracker, "seqrank"))
     run.save_tensors("model.safetensors", result.state_dict)
     run.save_json("model.json", {"description": result.description})
     rows = lcrec_test_rows(cfg, split)

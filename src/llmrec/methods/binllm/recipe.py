@@ -19,6 +19,7 @@ from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_f
                                   train_stage)
 from llmrec.methods.tallrec.recipe import text_prompts
 from llmrec.runs import Run
+from llmrec.tracking import Tracker, scoped
 
 PROMPTS = ("id", "ids_only", "text")
 TUNINGS = ("two_step", "intuitive")
@@ -61,11 +62,13 @@ def check(cfg: ExperimentConfig) -> None:
         raise LlmrecError(f"binllm.code_format: {b.code_format!r} is not 'binary' or 'dot_decimal'")
 
 
-def train_codes(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> tuple[Codes, dict]:
-    """Train the text-like encoder (resumable) and cache its codes in the run."""
+def train_codes(cfg: ExperimentConfig, split: ClickSplit, run: Run,
+                tracker: Tracker | None = None) -> tuple[Codes, dict]:
+    """Train the text-like encoder (resumable) and cache its codes in the run; `tracker` follows it under
+    encoder/."""
     torch.manual_seed(cfg.seed)
     encoder = BinaryEncoder(split.n_users, split.n_items, from_dict(EncoderConfig, cfg.encoder, "encoder"))
-    result = collab_recipe.train_model(cfg, split, run, encoder, "encoder")
+    result = collab_recipe.train_model(cfg, split, run, encoder, "encoder", tracker=scoped(tracker, "encoder"))
     user_bits, item_bits = result.model.all_codes()
     run.save_tensors("codes.safetensors", {"user_bits": torch.from_numpy(user_bits),
                                            "item_bits": torch.from_numpy(item_bits)})
@@ -79,9 +82,9 @@ def code_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig, codes: Cod
                         history_titles=cfg.llm.history_titles, user_slot=codes.user, item_slot=codes.item)
 
 
-def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
+def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker | None = None) -> dict:
     check(cfg)
-    codes, encoder_summary = train_codes(cfg, split, run)
+    codes, encoder_summary = train_codes(cfg, split, run, tracker)
     out: dict = {"encoder": encoder_summary}
     model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
     torch.manual_seed(cfg.seed)
@@ -91,11 +94,13 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
     if cfg.stage1_from and cfg.binllm.tuning == "two_step":
         out["stage1"] = stage1_from_run(model, cfg)
     elif cfg.binllm.tuning == "two_step" or cfg.binllm.prompt == "text":
-        out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed))
+        out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed,
+                                                  tracker))
     if cfg.binllm.prompt != "text":
         prompts = code_prompts(split, tokenizer, cfg, codes)
         stage = cfg.stage2 if cfg.binllm.tuning == "two_step" else cfg.stage1
-        out["stage2"] = stage_summary(train_stage("stage2", run, model, scorer, prompts, split, stage, cfg.seed))
+        out["stage2"] = stage_summary(train_stage("stage2", run, model, scorer, prompts, split, stage, cfg.seed,
+                                                  tracker))
     save_adapter(model, run.file("adapter"))
     out["test"] = test_metrics(model, scorer, prompts, split, cfg, run)
     return out

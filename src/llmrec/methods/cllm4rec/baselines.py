@@ -24,6 +24,7 @@ from llmrec.collab.checkpoint import load_training_state, save_training_state
 from llmrec.collab.lightgcn import LightGCN, LightGCNConfig
 from llmrec.data.holdout import SELECTION, HoldoutSplit, evaluate_scores, popularity_scores
 from llmrec.errors import LlmrecError
+from llmrec.tracking import Tracker, scoped
 
 
 @dataclass
@@ -82,12 +83,14 @@ def sample_negatives(users: np.ndarray, train_items: list[np.ndarray], n_items: 
 
 
 def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
-                       checkpoint: str | Path | None = None) -> BaselineResult:
+                       checkpoint: str | Path | None = None, tracker: Tracker | None = None) -> BaselineResult:
     """LightGCN trained with BPR on the split's train pairs; best validation weights scored on the test part.
 
     `checkpoint`: a file written after every validation (`llmrec.collab.checkpoint`); when it exists, training
-    resumes from it with the same subsequent batches and negatives."""
+    resumes from it with the same subsequent batches and negatives. `tracker` (llmrec.tracking) gets train_loss,
+    lr, samples_per_s every epoch and valid_<metric> at validations."""
     config = config or BPRConfig()
+    tracker = scoped(tracker, "")
     torch.manual_seed(config.seed)
     model = LightGCN(split.n_users, split.n_items, LightGCNConfig(dim=config.dim, layers=config.layers,
                                                                     init_std=config.init_std))
@@ -138,7 +141,8 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
             optimizer.step()
             total += loss.item() * len(rows)
         # learning-curve axes: train pairs seen and training seconds so far (validation excluded, resumes included)
-        seconds = (history[-1]["train_seconds"] if history else 0.0) + time.perf_counter() - t0
+        epoch_seconds = time.perf_counter() - t0
+        seconds = (history[-1]["train_seconds"] if history else 0.0) + epoch_seconds
         record = {"epoch": epoch, "samples": epoch * len(order), "train_seconds": round(seconds, 3),
                   "loss": total / len(order)}
         if epoch % config.eval_every == 0 or epoch == config.epochs:
@@ -153,6 +157,9 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
                 bad += 1
             bar.set_postfix(sel=f"{valid[SELECTION]:.4f}", best=f"{best:.4f}@{best_epoch}")
         history.append(record)
+        tracker.log({"train_loss": record["loss"], "lr": optimizer.param_groups[0]["lr"],
+                     "samples_per_s": len(order) / epoch_seconds,
+                     **{k: v for k, v in record.items() if k.startswith("valid_")}}, epoch)
         if checkpoint is not None and "valid_" + SELECTION in record:
             save_training_state(checkpoint, model, optimizer, best_state,
                                 {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,

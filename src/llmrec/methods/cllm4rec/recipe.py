@@ -44,6 +44,7 @@ from llmrec.methods.cllm4rec.model import CLLM4RecModel, inject_lora
 from llmrec.methods.cllm4rec.tasks import PretrainTask, RankTask, RecommendTask, document_batches
 from llmrec.methods.cllm4rec.tokens import IdVocab
 from llmrec.paths import atomic_file
+from llmrec.tracking import Tracker, scoped
 
 TOP_K = 100
 """Ranking depth scored at evaluation (the largest metric cut-off, NDCG@100)."""
@@ -107,8 +108,10 @@ def _check_run_dir(out_dir: Path, identity: dict, main: bool) -> None:
             tmp.write_text(json.dumps(identity, indent=1, default=str))
 
 
-def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | Path) -> dict:
-    """Pre-train, fine-tune and test CLLM4Rec on a holdout split; returns (and writes) the metrics."""
+def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | Path,
+                   tracker: Tracker | None = None) -> dict:
+    """Pre-train, fine-tune and test CLLM4Rec on a holdout split; returns (and writes) the metrics. `tracker`
+    (llmrec.tracking) follows each stage under its folder's name (pretrain-content/, ..., finetune/)."""
     config.validate()
     out_dir = Path(out_dir)
     if (out_dir / "metrics.json").exists() and (out_dir / "config.json").exists():
@@ -138,7 +141,7 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
         result = fit(task, len(batches), None, None,
                      _stage_config(config, config.pretrain_lr, epochs, 1, patience=None, eval_every=10 ** 9,
                                    checkpoint_every=PRETRAIN_CHECKPOINT_EVERY),
-                     out_dir / name, accelerator=acc)
+                     out_dir / name, accelerator=acc, tracker=scoped(tracker, name))
         stages[name] = {"steps": result.steps, "documents": len(docs), "batches": result.samples_seen,
                         "documents_seen": round(result.samples_seen / len(batches) * len(docs)),
                         "train_seconds": round(result.train_seconds, 1),
@@ -170,7 +173,8 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
                  _stage_config(config, config.finetune_lr, config.finetune_epochs / draws, config.finetune_batch_size,
                                eval_every=config.eval_every, patience=config.patience, eval_at_start=True,
                                eval_batch_size=config.eval_users_per_batch * k),
-                 out_dir / "finetune", selection_metric=SELECTION, eval_task=valid_task, accelerator=acc)
+                 out_dir / "finetune", selection_metric=SELECTION, eval_task=valid_task, accelerator=acc,
+                 tracker=scoped(tracker, "finetune"))
     stages["finetune"] = {"steps": result.steps, "best_step": result.best_step, "stopped_early": result.stopped_early,
                           "train_seconds": round(result.train_seconds, 1), "tokens_per_second": result.tokens_per_second,
                           "history": result.history}
@@ -234,8 +238,8 @@ def cllm4rec_config(cfg) -> CLLM4RecConfig:
     return config
 
 
-def train(cfg, split: HoldoutSplit, run) -> dict:
+def train(cfg, split: HoldoutSplit, run, tracker: Tracker | None = None) -> dict:
     """`llmrec train cllm4rec`: `train_cllm4rec` into run/cllm4rec/ (resumable there); metrics["test"] = test."""
-    metrics = dict(train_cllm4rec(cllm4rec_config(cfg), split, run.file("cllm4rec")))
+    metrics = dict(train_cllm4rec(cllm4rec_config(cfg), split, run.file("cllm4rec"), tracker=tracker))
     run.log(f"cllm4rec: valid {metrics['valid']}, test {metrics['test']}")
     return metrics

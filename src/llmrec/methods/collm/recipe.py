@@ -14,6 +14,7 @@ from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_f
 from llmrec.methods.collm.mapping import CoLLM
 from llmrec.methods.tallrec.recipe import text_prompts
 from llmrec.runs import Run
+from llmrec.tracking import Tracker, scoped
 
 TUNED_COLLAB = "collab_tuned.safetensors"
 """The collaborative model's weights after stage 2 when `collm.tune_collab` (the recommender reads them)."""
@@ -28,9 +29,10 @@ def build_collab(cfg: ExperimentConfig, split: ClickSplit):
     return collab.build_model(cfg.collm.collab_model, split.n_users, split.n_items, **cfg.collab.overrides)
 
 
-def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
+def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker | None = None) -> dict:
     torch.manual_seed(cfg.seed)
-    cf = collab_recipe.train_model(cfg, split, run, build_collab(cfg, split), "collab")
+    cf = collab_recipe.train_model(cfg, split, run, build_collab(cfg, split), "collab",
+                                   tracker=scoped(tracker, "collab"))
     out: dict = {"collab": {"model": cfg.collm.collab_model, "test": cf.test, "best_epoch": cf.best_epoch}}
     model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
     torch.manual_seed(cfg.seed)
@@ -40,13 +42,14 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
         out["stage1"] = stage1_from_run(model, cfg)
     else:
         out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, text_prompts(split, tokenizer, cfg),
-                                                  split, cfg.stage1, cfg.seed))
+                                                  split, cfg.stage1, cfg.seed, tracker))
     save_adapter(model, run.file("adapter"))
     collm = CoLLM(model, cf.model, model.config.hidden_size).to(next(model.parameters()).device)
     collm.set_trainable(cfg.collm.tune_collab)
     scorer = scorer_for(model, tokenizer, cfg, slots=collm)
     prompts = embed_prompts(split, tokenizer, cfg)
-    out["stage2"] = stage_summary(train_stage("stage2", run, collm, scorer, prompts, split, cfg.stage2, cfg.seed))
+    out["stage2"] = stage_summary(train_stage("stage2", run, collm, scorer, prompts, split, cfg.stage2, cfg.seed,
+                                              tracker))
     run.save_tensors("mapping.safetensors", collm.mapping.state_dict())
     if cfg.collm.tune_collab:  # collab.safetensors keeps the pre-trained weights
         run.save_tensors(TUNED_COLLAB, collm.collab.state_dict())

@@ -63,6 +63,7 @@ from llmrec.methods.lcrec.templates import WRAPPERS
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import NEW_ROW_INITS, ItemIndex, add_index_tokens, index_token_ids
 from llmrec.methods.sequence import lcrec_eval_rows
+from llmrec.tracking import Tracker, scoped
 
 INDEX_KINDS = ("learned", "random", "file")
 FINETUNE = ("lora", "full")
@@ -218,8 +219,10 @@ class LCRecConfig:
         self.rqvae.validate()
 
 
-def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=None) -> tuple[ItemIndex, dict]:
-    """The run's item index (read back from out_dir when present) and a report of how it was made."""
+def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=None,
+               tracker: Tracker | None = None) -> tuple[ItemIndex, dict]:
+    """The run's item index (read back from out_dir when present) and a report of how it was made; `tracker`
+    follows the RQ-VAE when one is trained."""
     path = out_dir / "indices.json"
     report_path = out_dir / "rqvae_report.json"
     if path.is_file():
@@ -235,7 +238,7 @@ def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=N
                               backbone_name=cfg.backbone)
         rq = dataclasses.replace(cfg.rqvae, sinkhorn=cfg.sinkhorn,
                                  collision_rounds=cfg.rqvae.collision_rounds if cfg.sinkhorn else 0)
-        index, report = learned_index(emb, rq, split.name)
+        index, report = learned_index(emb, rq, split.name, tracker=tracker)
         report = {**report, "text_encoder": cfg.text_encoder}
     if index.collisions():
         raise LlmrecError(f"item index: {index.collisions()} items share an index with another item")
@@ -276,7 +279,8 @@ def index_from_file(path: str | Path, n_items: int, raw_item_ids: list[str] | No
     return index, report
 
 
-def learned_index(emb: np.ndarray, rq: RQVAEConfig, dataset: str) -> tuple[ItemIndex, dict]:
+def learned_index(emb: np.ndarray, rq: RQVAEConfig, dataset: str,
+                  tracker: Tracker | None = None) -> tuple[ItemIndex, dict]:
     """RQ-VAE index of these embeddings with these settings, cached under home()/lcrec/indices/ (the index is a
     function of both alone, so ablations and re-runs share it)."""
     key = hashlib.sha256(np.ascontiguousarray(emb, dtype=np.float32).tobytes()
@@ -287,7 +291,7 @@ def learned_index(emb: np.ndarray, rq: RQVAEConfig, dataset: str) -> tuple[ItemI
             json.loads((cache / "rqvae_report.json").read_text())
     from safetensors.torch import save_file
 
-    result = build_index(emb, rq, progress=True)
+    result = build_index(emb, rq, progress=True, tracker=tracker)
     report = {"kind": "learned", "dataset": dataset, "cache": str(cache), **result.report}
     with atomic_dir(cache) as tmp:
         result.index.save(tmp / "indices.json")
@@ -421,11 +425,12 @@ def learning_curve(history: list[dict], samples, train_cfg, n_processes: int = 1
 
 
 def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, *,
-                user_text: UserText | None = None) -> dict:
+                user_text: UserText | None = None, tracker: Tracker | None = None) -> dict:
     """Run LC-Rec end to end on a leave-one-out split; returns (and writes to out_dir/metrics.json) the metrics.
 
     user_text: LLM-written user texts already mapped to internal ids (else read from `config.user_text` with the
-    split's raw ids when the split carries them in `meta['raw_user_ids']` / `meta['raw_item_ids']`)."""
+    split's raw ids when the split carries them in `meta['raw_user_ids']` / `meta['raw_item_ids']`).
+    tracker: llmrec.tracking; the indexer logs under rqvae/, the fine-tuning under sft/."""
     from llmrec.llm.backbones import load_backbone
     from llmrec.llm.train import TrainConfig, fit, make_accelerator
 
@@ -441,7 +446,7 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
     t_start = time.perf_counter()
 
     model, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, device=cfg.device)
-    index, index_report = make_index(cfg, split, out_dir, backbone=(model, tok))
+    index, index_report = make_index(cfg, split, out_dir, backbone=(model, tok), tracker=scoped(tracker, "rqvae"))
     torch.manual_seed(cfg.seed)  # the new rows must be the same on resume (init="mean" draws from torch's RNG)
     token_ids = add_index_tokens(model, tok, index, init=cfg.new_token_init, seed=cfg.seed)
     trie = IndexTrie(index_token_ids(index, token_ids), eos_token_id=tok.eos_token_id)
@@ -472,7 +477,8 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
     sft = SFTTask(model, tok, samples, cfg.max_length, lr_groups=new_token_groups(model, cfg))
     result = fit(sft, n_train_rows=len(samples), eval_rows=valid_task.n_rows,
                  evaluate=lambda ranks: eval_metrics(valid_task, ranks, valid=True), config=train_cfg,
-                 out_dir=out_dir / "train", selection_metric="ndcg@10", eval_task=valid_task)
+                 out_dir=out_dir / "train", selection_metric="ndcg@10", eval_task=valid_task,
+                 tracker=scoped(tracker, "sft"))
 
     t_test = time.perf_counter()
     test = evaluate_users(test_task, cfg.eval_batch_size)
@@ -511,8 +517,8 @@ def lcrec_config(cfg) -> LCRecConfig:
     return lc
 
 
-def train(cfg, split: SequenceSplit, run) -> dict:
+def train(cfg, split: SequenceSplit, run, tracker: Tracker | None = None) -> dict:
     """`llmrec train lcrec`: `train_lcrec` into run/lcrec/ (resumable there); metrics["test"] = test metrics."""
-    metrics = dict(train_lcrec(lcrec_config(cfg), split, run.file("lcrec")))
+    metrics = dict(train_lcrec(lcrec_config(cfg), split, run.file("lcrec"), tracker=tracker))
     run.log(f"lcrec: test {metrics['test']}, index {metrics.get('index')}")
     return metrics

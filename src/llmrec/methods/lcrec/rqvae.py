@@ -39,6 +39,7 @@ from torch import nn
 
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.vocab import ItemIndex
+from llmrec.tracking import Tracker, scoped
 
 
 @dataclass
@@ -251,9 +252,11 @@ class RQVAEResult:
 
 
 def train_rqvae(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progress: bool = False,
-                device: str = "cpu") -> tuple[RQVAE, dict]:
-    """Train an RQ-VAE on item embeddings [n, d] (float); returns the selected model and a training report."""
+                device: str = "cpu", tracker: Tracker | None = None) -> tuple[RQVAE, dict]:
+    """Train an RQ-VAE on item embeddings [n, d] (float); returns the selected model and a training report.
+    `tracker` (llmrec.tracking) gets loss, recon, lr, samples_per_s every epoch and collision_rate at evaluations."""
     cfg = cfg or RQVAEConfig()
+    tracker = scoped(tracker, "")
     cfg.validate()
     x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32, device=device)
     if x.ndim != 2 or len(x) < 2:
@@ -278,6 +281,8 @@ def train_rqvae(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progr
     for epoch in tqdm(range(cfg.epochs), desc="rq-vae", disable=not progress):
         order = torch.randperm(n, generator=g).to(device)
         model.train()
+        t_epoch = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
         epoch_loss = epoch_recon = 0.0
         for s in range(steps_per_epoch):
             batch = x[order[s * cfg.batch_size:(s + 1) * cfg.batch_size]]
@@ -294,13 +299,17 @@ def train_rqvae(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progr
             sched.step()
             epoch_loss += loss.item() * len(batch)
             epoch_recon += recon.item() * len(batch)
+        logged = {"loss": epoch_loss / n, "recon": epoch_recon / n, "lr": lr,
+                  "samples_per_s": n / (time.perf_counter() - t_epoch)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             model.eval()
             rate = collision_rate(model.codes(x).cpu().numpy())
             history.append({"epoch": epoch + 1, "loss": epoch_loss / n, "recon": epoch_recon / n,
                             "collision_rate": rate})
+            logged["collision_rate"] = rate
             if rate < best["rate"]:
                 best.update(rate=rate, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
+        tracker.log(logged, epoch + 1)
     model.load_state_dict(best["state"])
     model.eval()
     report = {"items": n, "in_dim": int(x.shape[1]), "hidden": model.hidden, "levels": cfg.levels,
@@ -401,10 +410,10 @@ def generate_indices(model: RQVAE, embeddings: np.ndarray, *, collision_rounds: 
 
 
 def build_index(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progress: bool = False,
-                device: str = "cpu") -> RQVAEResult:
+                device: str = "cpu", tracker: Tracker | None = None) -> RQVAEResult:
     """Train the RQ-VAE on embeddings of items 1..n (row i-1 = item i) and return a unique ItemIndex."""
     cfg = cfg or RQVAEConfig()
-    model, report = train_rqvae(embeddings, cfg, progress=progress, device=device)
+    model, report = train_rqvae(embeddings, cfg, progress=progress, device=device, tracker=tracker)
     codes, gen = generate_indices(model, embeddings, collision_rounds=cfg.collision_rounds, device=device)
     report.update(gen)
     report["config"] = asdict(cfg)

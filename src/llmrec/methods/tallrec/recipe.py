@@ -10,6 +10,7 @@ from llmrec.llm.backbones import load_backbone
 from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage_summary, test_metrics,
                                   train_stage)
 from llmrec.runs import Run
+from llmrec.tracking import Tracker
 
 
 def text_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig) -> ClickPrompts:
@@ -17,7 +18,7 @@ def text_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig) -> ClickPr
                         history_titles=cfg.llm.history_titles)
 
 
-def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
+def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
     prompts = text_prompts(split, tokenizer, cfg)
@@ -25,6 +26,6 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run) -> dict:
         return {"test": test_metrics(model, scorer_for(model, tokenizer, cfg), prompts, split, cfg, run)}
     model = add_lora(model, cfg)
     scorer = scorer_for(model, tokenizer, cfg)
-    stage1 = train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed)
+    stage1 = train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed, tracker)
     save_adapter(model, run.file("adapter"))
     return {"stage1": stage_summary(stage1), "test": test_metrics(model, scorer, prompts, split, cfg, run)}
