@@ -13,7 +13,7 @@ from llmrec.cli import main
 from llmrec.errors import LlmrecError
 from llmrec.recommender import Recommender
 
-from synthetic import synthetic_dataset
+from synthetic import train_raw_id_runs
 
 RUNS = {  # one per family
     "mf": ["data.cuts=[0.7, 0.85]", "collab.epochs=2"],
@@ -24,25 +24,7 @@ RUNS = {  # one per family
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("batch")
-    ds = synthetic_dataset()
-    inter = ds.interactions.copy()
-    inter["title"] = inter["item_id"].map(ds.titles())
-    inter["user_id"] = inter["user_id"].map(lambda u: f"u_{u}")
-    inter["item_id"] = inter["item_id"].map(lambda i: f"i{i}")
-    path = tmp / "ratings.csv"
-    inter.to_csv(path, index=False)
-    data = ["data.dataset=csv", f"data.path={path}", "data.options={rating: rating, timestamp: timestamp, "
-            "title: title}"]
-    old = os.environ.get("LLMREC_HOME")
-    os.environ["LLMREC_HOME"] = str(tmp / "home")
-    try:
-        for method, extra in RUNS.items():
-            assert main(["train", method, "--out", str(tmp / method), *data, *extra]) == 0
-    finally:
-        if old is not None:
-            os.environ["LLMREC_HOME"] = old
-    return tmp
+    return train_raw_id_runs(tmp_path_factory.mktemp("batch"), RUNS, lambda u: f"u_{u}", lambda i: f"i{i}")
 
 
 def known_pairs(rec, n: int) -> tuple[list, list]:

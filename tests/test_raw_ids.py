@@ -12,7 +12,7 @@ from llmrec.cli import main
 from llmrec.errors import LlmrecError
 from llmrec.recommender import Recommender
 
-from synthetic import synthetic_dataset
+from synthetic import train_raw_id_runs
 
 RUNS = {
     "mf": ["data.cuts=[0.7, 0.85]", "collab.epochs=2"],
@@ -35,27 +35,7 @@ def raw_user(u: int) -> str:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One trained run per method on the same raw-id CSV (module scope: trained once)."""
-    tmp = tmp_path_factory.mktemp("raw")
-    ds = synthetic_dataset()
-    inter = ds.interactions.copy()
-    inter["title"] = inter["item_id"].map(ds.titles())
-    inter.loc[inter["item_id"] == 2, "title"] = ""  # shown as its raw id
-    inter["user_id"] = inter["user_id"].map(raw_user)
-    inter["item_id"] = inter["item_id"].map(raw_item)
-    path = tmp / "ratings.csv"
-    inter.to_csv(path, index=False)
-    data = ["data.dataset=csv", f"data.path={path}", "data.options={rating: rating, timestamp: timestamp, "
-            "title: title}"]
-    import os
-    old = os.environ.get("LLMREC_HOME")
-    os.environ["LLMREC_HOME"] = str(tmp / "home")
-    try:
-        for method, extra in RUNS.items():
-            assert main(["train", method, "--out", str(tmp / method), *data, *extra]) == 0
-    finally:
-        if old is not None:
-            os.environ["LLMREC_HOME"] = old
-    return tmp
+    return train_raw_id_runs(tmp_path_factory.mktemp("raw"), RUNS, raw_user, raw_item, blank_title_item=2)
 
 
 def printed(out: str) -> list[list[str]]:
