@@ -145,11 +145,10 @@ def test_tracker_not_installed_is_refused_before_the_run(data, tmp_path, monkeyp
     assert tracking.resolve(["all"]) == [] and tracking.resolve("none") == []
 
 
-def test_resumed_run_appends_to_the_same_events(data, tmp_path, monkeypatch):
+def kill_after_epoch_two(monkeypatch):
+    """Make the classic trainer stop (as a kill would) right after saving epoch 2; returns the real saver."""
     from llmrec.collab import trainer
 
-    run = tmp_path / "mf"
-    cfg = experiment.make_config("mf", None, [*data, "collab.epochs=4", *TB])
     save = trainer.save_training_state
 
     def killed_after_two(path, model, optimizer, best, state):
@@ -158,6 +157,15 @@ def test_resumed_run_appends_to_the_same_events(data, tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer, "save_training_state", killed_after_two)
+    return save
+
+
+def test_resumed_run_appends_to_the_same_events(data, tmp_path, monkeypatch):
+    from llmrec.collab import trainer
+
+    run = tmp_path / "mf"
+    cfg = experiment.make_config("mf", None, [*data, "collab.epochs=4", *TB])
+    save = kill_after_epoch_two(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         experiment.train(cfg, run)
     assert [s for s, _ in scalars(run)["collab/train_loss"]] == [1, 2]
@@ -175,14 +183,7 @@ def test_an_unfinished_run_may_resume_with_tracking_turned_on(data, tmp_path, mo
     from llmrec.collab import trainer
 
     run = tmp_path / "mf"
-    save = trainer.save_training_state
-
-    def killed_after_two(path, model, optimizer, best, state):
-        save(path, model, optimizer, best, state)
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "save_training_state", killed_after_two)
+    save = kill_after_epoch_two(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         experiment.train(experiment.make_config("mf", None, [*data, "collab.epochs=4"]), run)
     assert not (run / "tracking").exists()
