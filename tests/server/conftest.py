@@ -1,5 +1,5 @@
-"""Tiny runs served by the tests of this folder, trained once per session: MF, a tiny-backbone TALLRec (click) and
-popularity-holdout (holdout) on a CSV with raw ids (users "u_1", items "tt0000003")."""
+"""Tiny runs served by the tests of this folder, trained once per session: MF and a tiny-backbone TALLRec (click),
+popularity-rank (sequence), popularity-holdout (holdout) on a CSV with raw ids (users "u_1", items "tt0000003")."""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +11,8 @@ from synthetic import train_raw_id_runs
 TINY_LLM = ["llm.backbone=tiny", "stage1.max_samples=16", "stage1.batch_size=8", "stage1.eval_rows=0",
             "eval.test_rows=16", "eval.batch_size=8"]
 CUTS = ["data.cuts=[0.7, 0.85]"]
-RUNS = {"mf": CUTS + ["collab.epochs=2"], "tallrec": CUTS + TINY_LLM, "popularity-holdout": ["holdout.min_count=1"]}
+RUNS = {"mf": CUTS + ["collab.epochs=2"], "tallrec": CUTS + TINY_LLM, "popularity-rank": [],
+        "popularity-holdout": ["holdout.min_count=1"]}  # every family
 
 
 @pytest.fixture(scope="session")
