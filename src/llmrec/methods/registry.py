@@ -26,7 +26,7 @@ VARIANTS = {
     "lcrec-no-sinkhorn": ("lcrec", ["lcrec.sinkhorn=false"]),
     # CLLM4Rec's tables, prompts, item head and fine-tuning with the LLM replaced by a mean of the prompt's ID rows
     "cllm4rec-no-llm": ("cllm4rec", ["cllm4rec.encoder=mean", "cllm4rec.content_epochs=0",
-                                     "cllm4rec.alternate_epochs=0"]),
+                                     "cllm4rec.alternate_epochs=0", "cllm4rec.lora=false"]),
 }
 
 
