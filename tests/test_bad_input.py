@@ -6,22 +6,12 @@ import pytest
 
 from llmrec.cli import main
 
-from synthetic import synthetic_dataset
-
-
-@pytest.fixture
-def csv_data(tmp_path):
-    ds = synthetic_dataset()
-    inter = ds.interactions.copy()
-    inter["title"] = inter["item_id"].map(ds.titles())
-    path = tmp_path / "ratings.csv"
-    inter.to_csv(path, index=False)
-    return path
+from synthetic import CSV_OPTIONS
 
 
 def data_args(path):
-    return ["data.dataset=csv", f"data.path={path}", "data.options={rating: rating, timestamp: timestamp, "
-            "title: title}", "data.cuts=[0.7, 0.85]"]
+    return ["data.dataset=csv", f"data.path={path}", CSV_OPTIONS,
+            "data.cuts=[0.7, 0.85]"]
 
 
 def one_line(capsys, *needles: str) -> str:

@@ -4,22 +4,12 @@ import pytest
 
 from llmrec.cli import main
 
-from synthetic import synthetic_dataset
-
-
-@pytest.fixture
-def csv_data(tmp_path):
-    ds = synthetic_dataset()
-    inter = ds.interactions.copy()
-    inter["title"] = inter["item_id"].map(ds.titles())
-    path = tmp_path / "ratings.csv"
-    inter.to_csv(path, index=False)
-    return path
+from synthetic import CSV_OPTIONS
 
 
 def overrides(path):
-    return ["data.dataset=csv", f"data.path={path}", "data.options={rating: rating, timestamp: timestamp, "
-            "title: title}", "data.cuts=[0.7, 0.85]", "collab.epochs=3"]
+    return ["data.dataset=csv", f"data.path={path}", CSV_OPTIONS,
+            "data.cuts=[0.7, 0.85]", "collab.epochs=3"]
 
 
 def test_data_list_and_info(csv_data, capsys):
@@ -91,8 +81,8 @@ def test_benchmark_writes_table_and_figures(csv_data, tmp_path, capsys):
 
 def test_demo_then_binary_variant_reuses_finished_runs(csv_data, tmp_path, capsys):
     out = tmp_path / "demo"
-    data = ["data.dataset=csv", f"data.path={csv_data}", "data.options={rating: rating, timestamp: timestamp, "
-            "title: title}", "data.cuts=[0.7, 0.85]"]
+    data = ["data.dataset=csv", f"data.path={csv_data}", CSV_OPTIONS,
+            "data.cuts=[0.7, 0.85]"]
     argv = ["demo", "--quick", "--out", str(out), *data, "llm.backbone=tiny", "eval.test_rows=24"]
     assert main(argv) == 0
     printed = capsys.readouterr().out

@@ -11,7 +11,7 @@ from llmrec import experiment, tracking
 from llmrec.cli import main
 from llmrec.errors import LlmrecError
 
-from synthetic import synthetic_dataset
+from synthetic import CSV_OPTIONS
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -27,14 +27,8 @@ MULTVAE = ["multvae.hidden=32", "multvae.latent=8", "multvae.batch_size=16", "mu
 
 
 @pytest.fixture
-def data(tmp_path):
-    ds = synthetic_dataset()
-    inter = ds.interactions.copy()
-    inter["title"] = inter["item_id"].map(ds.titles())
-    path = tmp_path / "ratings.csv"
-    inter.to_csv(path, index=False)
-    return ["data.dataset=csv", f"data.path={path}", "data.cuts=[0.7, 0.85]",
-            "data.options={rating: rating, timestamp: timestamp, title: title}"]
+def data(csv_data):
+    return ["data.dataset=csv", f"data.path={csv_data}", "data.cuts=[0.7, 0.85]", CSV_OPTIONS]
 
 
 def scalars(run) -> dict[str, list[tuple[int, float]]]:

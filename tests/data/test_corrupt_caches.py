@@ -15,6 +15,7 @@ from llmrec.data.download import download, sidecar
 from llmrec.data.registry import load_dataset
 from llmrec.errors import LlmrecError
 from llmrec.paths import STALE_AFTER, atomic_dir, atomic_file, clean_stale
+from test_ml100k import wheel  # noqa: F401 (a fixture: the fake recbole wheel and its downloads)
 
 
 # -- download cache ---------------------------------------------------------------------------------------------
@@ -43,20 +44,10 @@ def test_truncated_download_cache_is_fetched_again(archive_server, llmrec_home):
     assert dest.read_bytes() == body
 
 
-def test_truncated_wheel_is_fetched_again(monkeypatch, llmrec_home):
-    import hashlib
-
-    from test_ml100k import fake_wheel
-    body = fake_wheel()
-    calls = []
-
-    def pip_download(dest_dir):
-        calls.append(dest_dir)
-        (dest_dir / ml100k.RECBOLE_WHEEL).write_bytes(body)
-        return dest_dir / ml100k.RECBOLE_WHEEL
-    monkeypatch.setattr(ml100k, "pip_download", pip_download)
-    monkeypatch.setattr(ml100k, "RECBOLE_SHA256", hashlib.sha256(body).hexdigest())
+def test_truncated_wheel_is_fetched_again(wheel, llmrec_home):
+    calls = wheel  # the fake wheel's downloads (test_ml100k's fixture)
     wheel = ml100k.fetch_wheel()
+    body = wheel.read_bytes()  # the fake wheel, checked against its pinned sha256
     wheel.write_bytes(body[: len(body) // 2])
     with pytest.warns(UserWarning, match="cached copy is damaged"):
         assert ml100k.fetch_wheel().read_bytes() == body

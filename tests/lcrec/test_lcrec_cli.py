@@ -13,7 +13,7 @@ from llmrec.cli import main
 from llmrec.errors import LlmrecError
 from llmrec.recommender import Recommender
 
-from synthetic import synthetic_dataset
+from synthetic import CSV_OPTIONS
 
 LCREC_TINY = ["lcrec.backbone=tiny", "lcrec.text_encoder=backbone", "lcrec.max_steps=2", "lcrec.eval_every=2",
               "lcrec.batch_size=4", "lcrec.valid_users=4", "lcrec.test_users=6", "lcrec.num_beams=5",
@@ -23,14 +23,8 @@ SEQRANK_TINY = ["seqrank.epochs=4", "seqrank.progress=false", "seqrank.model={di
 
 
 @pytest.fixture
-def data_args(tmp_path):
-    ds = synthetic_dataset()
-    inter = ds.interactions.copy()
-    inter["title"] = inter["item_id"].map(ds.titles())
-    path = tmp_path / "ratings.csv"
-    inter.to_csv(path, index=False)
-    return ["data.dataset=csv", f"data.path={path}",
-            "data.options={rating: rating, timestamp: timestamp, title: title}"]
+def data_args(csv_data):
+    return ["data.dataset=csv", f"data.path={csv_data}", CSV_OPTIONS]
 
 
 def _split(run_dir):
