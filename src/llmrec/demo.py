@@ -54,7 +54,7 @@ def _show_recommendations(run_dir: Path, users=(1, 2), k: int = 5) -> None:
 
     rec = Recommender.from_pretrained(run_dir)
     for user in users:
-        liked = [rec.titles.get(int(i), "") for i in rec.history.get(user, [])[-3:]]
+        liked = [rec.item_titles.get(int(i), "") for i in rec.history.get(user, [])[-3:]]
         print(f"\nuser {user} recently liked: {'; '.join(liked)}")
         print(f"BinLLM top {k} (re-ranking the encoder's 50 best unseen items):")
         for rank, (item, title, score) in enumerate(rec.recommend(user, k=k, pool=50, internal_ids=True), 1):

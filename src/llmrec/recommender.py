@@ -33,16 +33,15 @@ class Recommender(Serving):
         self.run = run
         self.cfg = run.config
         self.split = split
-        self.titles = split.titles()
+        self.item_titles = split.titles()
         parts = pd.concat([split.train, split.valid, split.test], ignore_index=True).sort_values(
             "timestamp", kind="stable")
         pos = parts[parts["label"] == 1]
         self.history = {int(u): g["item_id"].to_numpy() for u, g in pos.groupby("user_id")}
         self.seen = {int(u): set(g["item_id"].tolist()) for u, g in parts.groupby("user_id")}
         counts = split.train["item_id"].value_counts()
-        self.popularity = np.zeros(split.n_items)
-        self.popularity[counts.index.to_numpy()] = counts.to_numpy()
-        self.item_popularity, self.item_titles = self.popularity, self.titles
+        self.item_popularity = np.zeros(split.n_items)  # train rows per item: the shortlist without a model
+        self.item_popularity[counts.index.to_numpy()] = counts.to_numpy()
         self.ids = RunIds.of_split(split, self.seen)
         self.method = self.cfg.method
         self._collab = None  # a collaborative scorer (model or encoder) when the run has one
@@ -141,13 +140,13 @@ class Recommender(Serving):
             raise LlmrecError(f"recommend: no candidate items left for user {user} (they have seen them all)")
         scores = self._score(np.full(len(candidates), user), candidates)
         order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:k]
-        return [(int(candidates[j]), self.titles.get(int(candidates[j]), ""), float(scores[j])) for j in order]
+        return [(int(candidates[j]), self.item_titles.get(int(candidates[j]), ""), float(scores[j])) for j in order]
 
     def _shortlist(self, user: int, candidates: np.ndarray, pool: int) -> np.ndarray:
         if self._collab is not None:
             pre = self._collab_scores(np.full(len(candidates), user), candidates)
         else:
-            pre = self.popularity[candidates]
+            pre = self.item_popularity[candidates]
         return candidates[np.argsort(-pre, kind="stable")[:pool]]
 
     def score_frame(self, frame: pd.DataFrame, progress: bool = False) -> np.ndarray:

@@ -79,12 +79,11 @@ class HoldoutRecommender(Serving):
 
     def __init__(self, method: str, model: torch.nn.Module, split: HoldoutSplit):
         self.method, self.model, self.split = method, model.eval(), split
-        self.titles = split.titles()
+        self.item_titles = split.titles()
         self.train_items = split.user_items("train")
         self._train_matrix = split.matrix("train")
         self._embeddings = None
         self.ids = RunIds.of_split(split, range(1, split.n_users))
-        self.item_titles = self.titles
         self.item_popularity = np.bincount(split.train["item_id"].to_numpy(np.int64), minlength=split.n_items)
 
     def score_users(self, users: np.ndarray) -> torch.Tensor:
@@ -111,7 +110,7 @@ class HoldoutRecommender(Serving):
         if not left:
             raise LlmrecError("recommend: no candidate item left once the known items are excluded")
         top = scores.float().masked_fill(exclude, float("-inf")).topk(min(k, left))
-        return [(int(i), self.titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
+        return [(int(i), self.item_titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
 
     def _recommend(self, user: int, k: int, candidates) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, score) for a user of the split; their train items are excluded."""

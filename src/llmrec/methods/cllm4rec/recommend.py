@@ -38,9 +38,8 @@ class CLLM4Rec(Serving):
         self.model, self.vocab, self.train_items, self.config, self.pad_id = model, vocab, train_items, config, pad_id
         self.items = items
         self.split = split
-        self._titles = {} if items is None else dict(zip(items["item_id"].tolist(), items["title"].tolist()))
+        self.item_titles = {} if items is None else dict(zip(items["item_id"].tolist(), items["title"].tolist()))
         self.method = "cllm4rec"
-        self.item_titles = self._titles
         self.item_popularity = np.bincount(np.concatenate([np.zeros(0, dtype=np.int64), *train_items]),
                                            minlength=model.n_items)
         known = range(1, model.n_users)
@@ -100,7 +99,7 @@ class CLLM4Rec(Serving):
             raise LlmrecError("recommend: no candidate item left once the known items are excluded")
         s = scores.masked_fill(exclude, float("-inf"))
         top = s.topk(min(k, left))  # never pad the list with excluded items
-        return [(int(i), self._titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
+        return [(int(i), self.item_titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
 
     def _user_scores(self, user: int) -> torch.Tensor:
         prompt = recommendation_prompt(self.vocab, user, self._ranker.prompt_items(user))
