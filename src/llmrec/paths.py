@@ -60,12 +60,11 @@ def clean_stale(path: str | os.PathLike, stale_after: float = STALE_AFTER) -> li
     pattern = re.compile(rf"^\.{name}\.(?:(\d+)\.)?\w+\.tmp$|^\.{name}\.old$")
     removed = []
     try:
-        candidates = [p for p in path.parent.iterdir() if pattern.match(p.name)]
+        candidates = [(p, m) for p in path.parent.iterdir() if (m := pattern.match(p.name))]
     except OSError:
         return removed
     now = time.time()
-    for p in candidates:
-        m = pattern.match(p.name)
+    for p, m in candidates:
         pid = int(m.group(1)) if m.group(1) else None
         try:
             if (pid is not None and pid != os.getpid() and _pid_alive(pid)) or now - _last_change(p) < stale_after:
