@@ -8,7 +8,7 @@ from pathlib import Path
 
 from llmrec import __version__
 from llmrec.errors import LlmrecError
-from llmrec.methods.registry import CLICK_METHODS, HOLDOUT_METHODS, SEQUENCE_METHODS, VARIANTS
+from llmrec.methods import registry as methods
 
 
 def _data(args) -> None:
@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_data)
 
     t = sub.add_parser("train", help="train and evaluate a method; the run directory is resumable")
-    t.add_argument("method", help=f"click: {', '.join(CLICK_METHODS)}; sequence: {', '.join(SEQUENCE_METHODS)}; "
-                   f"holdout: {', '.join(HOLDOUT_METHODS)}; or a variant: {', '.join(VARIANTS)}")
+    t.add_argument("method", help="; ".join(f"{f}: {', '.join(methods.names(f))}" for f in methods.FAMILIES)
+                   + f"; or a variant: {', '.join(methods.names(variants=True))}")
     t.add_argument("--config", help="YAML config (see configs/)")
     t.add_argument("--out", help="run directory (default runs/METHOD-DATASET)")
     t.add_argument("overrides", nargs="*", help="section.field=value, e.g. llm.backbone=tiny stage1.lr=3e-4")
@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a saved run")
     e.add_argument("run")
-    e.add_argument("--parts", default="test", help="comma-separated: click runs train, valid, valid_small, test; "
-                   "sequence runs valid, test, test_all (lcrec: valid, test); holdout runs valid, test")
+    e.add_argument("--parts", default="test", help="comma-separated; " + "; ".join(
+        f"{f.name} runs {', '.join(f.eval_parts)}" for f in methods.FAMILIES.values()) + " (lcrec: valid, test)")
     e.set_defaults(func=_evaluate)
 
     ids_help = "take and show the run's internal ids instead of the dataset's own"
@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("benchmark", help="run several methods on one dataset; markdown table + PNG figures")
     b.add_argument("--methods", required=True,
-                   help=f"comma-separated methods of one family, or variants: {', '.join(VARIANTS)}")
+                   help="comma-separated methods of one family, or variants: "
+                   + ", ".join(methods.names(variants=True)))
     b.add_argument("--config", help="YAML config shared by all methods")
     b.add_argument("--out", default="runs/benchmark")
     b.add_argument("overrides", nargs="*")

@@ -39,11 +39,11 @@ class DataConfig:
     """Positives kept per row as history (prompts use the last `llm.history_titles`)."""
     valid_small_fraction: float = 0.5
     """Share of valid rows used for early stopping (valid_small)."""
-    warm_definition: str = "paper"
+    warm_definition: typing.Literal["paper", "not_cold"] = "paper"
     """'paper' (user and item each > 3 train rows) or 'not_cold' (both seen in train)."""
-    domain: str = "movie"
+    domain: typing.Literal["movie", "book"] = "movie"
     """Noun in the prompts: 'movie' or 'book'."""
-    cut_by: str = "global"
+    cut_by: typing.Literal["global", "user"] = "global"
     """'global' (the papers): quantile cuts over all rows by time. 'user' (ours): the same quantiles within each
     user's time-ordered rows, so test users have train rows (the demo's split). Ignored for collm."""
 
@@ -52,7 +52,7 @@ class DataConfig:
 class CollabConfig:
     """A classic collaborative model (MF, LightGCN, SASRec, DIN) trained pointwise with BCE."""
 
-    model: str = "mf"
+    model: typing.Literal["mf", "lightgcn", "sasrec", "din"] = "mf"
     """The classic model of an mf, lightgcn, sasrec or din run: the method name picks it, and this field records
     it (another value is refused). CoLLM's collaborative model is `collm.collab_model`."""
     overrides: dict = field(default_factory=dict)
@@ -92,9 +92,9 @@ class LLMConfig:
 
     backbone: str = "smollm2-135m"
     """Registered name (smollm2-135m, gemma3-270m, tiny), a Hugging Face id, or a local directory."""
-    dtype: str = "auto"
+    dtype: typing.Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16."""
-    score: str = "yes_logit"
+    score: typing.Literal["yes_logit", "yes_no_softmax"] = "yes_logit"
     """'yes_logit': raw logit of "Yes" (official); 'yes_no_softmax': log-softmax over Yes/No."""
     history_titles: int = 10
     """History items shown in the prompt."""
@@ -143,11 +143,11 @@ class StageConfig:
 class BinLLMConfig:
     """BinLLM specifics."""
 
-    code_format: str = "dot_decimal"
+    code_format: typing.Literal["binary", "dot_decimal"] = "dot_decimal"
     """'binary' (32 characters) or 'dot_decimal' (four numbers joined by '.')."""
-    prompt: str = "id"
+    prompt: typing.Literal["id", "ids_only", "text"] = "id"
     """'id' (titles + codes, BinLLM), 'ids_only' (BinLLM-IO), 'text' (BinLLM-TO)."""
-    tuning: str = "two_step"
+    tuning: typing.Literal["two_step", "intuitive"] = "two_step"
     """'two_step' (stage 1 text-only LoRA, stage 2 continues with codes) or 'intuitive' (one stage with codes)."""
 
 
@@ -155,7 +155,7 @@ class BinLLMConfig:
 class CoLLMConfig:
     """CoLLM specifics."""
 
-    collab_model: str = "mf"
+    collab_model: typing.Literal["mf", "lightgcn", "sasrec", "din"] = "mf"
     """Collaborative model whose embeddings are mapped: mf, lightgcn, sasrec, din."""
     tune_collab: bool = False
     """Also train the collaborative model in stage 2; the run then keeps the pre-trained weights in
@@ -181,8 +181,8 @@ class ExperimentConfig:
     """One experiment: a method on a dataset. Sections a method does not use are ignored."""
 
     method: str = "binllm"
-    """A name in llmrec.methods.registry.METHODS: click (mf ... collm), sequence (popularity-rank, sasrec-rank,
-    lcrec) or holdout (popularity-holdout, multvae, lightgcn-bpr, cllm4rec)."""
+    """A registered method (llmrec.methods.registry): click (popularity, mf ... collm), sequence
+    (popularity-rank, sasrec-rank, lcrec) or holdout (popularity-holdout, multvae, lightgcn-bpr, cllm4rec)."""
     seed: int = 2023
     """Drives splits, sampling, initialisation for the click and sequence families. The holdout family does not
     read it yet: its split takes `holdout.seed`, and Mult-VAE, LightGCN-BPR and CLLM4Rec their own fixed seeds."""
@@ -402,13 +402,31 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return str(getattr(exc, "problem", None) or str(exc).splitlines()[0])
 
 
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+"""The configs installed with the package (the repository's configs/ links here)."""
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def shipped_config(path: str | Path) -> Path:
+    """`path` itself when it exists; else a shipped config of that name (`mf-ml100k`, `mf-ml100k.yaml` or
+    `configs/mf-ml100k.yaml`), so the README's commands work from any folder."""
+    path = Path(path)
+    if path.exists():
+        return path
+    shipped = SHIPPED_CONFIGS / (path.name if path.suffix == ".yaml" else path.name + ".yaml")
+    return shipped if shipped.exists() and path.parent in (Path("."), Path("configs")) else path
+
+
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping from a file; errors as 'FILE:LINE:COL: problem' (1-based, as editors count)."""
-    path = Path(path)
+    path = shipped_config(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise LlmrecError(f"{path}: no such config file") from None
+        raise LlmrecError(f"{path}: no such config file (shipped ones: {', '.join(shipped_configs())})") from None
     except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
         raise LlmrecError(f"{path}: cannot read the config file ({type(exc).__name__})") from None
     try:

@@ -10,27 +10,24 @@ import json
 import time
 from pathlib import Path
 
-from llmrec.config import CollabConfig, ExperimentConfig, load_config
+from llmrec.config import ExperimentConfig, load_config
 from llmrec.data.splits import get_click_split
 from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_file
 from llmrec.report import markdown_table
-from llmrec.methods.registry import COLLAB_METHODS, VARIANTS, family, method_module, split_class
+from llmrec.methods import registry
 from llmrec.runs import Run
 
 def make_config(method: str, path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """The config of `method` (or of a named variant, see VARIANTS): defaults <- YAML file <- overrides, every
-    value type- and range-checked, the method's own sections included, before anything is written."""
-    method, variant_overrides = VARIANTS.get(method, (method, []))
-    family(method)  # unknown names fail here, with the list of known ones
-    cfg = load_config(path, variant_overrides + list(overrides or []), base={"method": method})
-    if cfg.method != method:  # the command line names the method; a config file's `method:` must agree
-        cfg = dataclasses.replace(cfg, method=method)
-    if method in COLLAB_METHODS:  # the method name picks the classic model; collab.model only records it
-        if cfg.collab.model not in (method, CollabConfig.model):
-            raise LlmrecError(f"collab.model={cfg.collab.model} contradicts the method {method}: the method name "
-                              f"picks the model (llmrec train {cfg.collab.model} ...)")
-        cfg = dataclasses.replace(cfg, collab=dataclasses.replace(cfg.collab, model=method))
+    """The config of a registered method or variant (llmrec.methods.registry): defaults <- YAML file <-
+    overrides, every value type- and range-checked, the method's own sections included, before anything is
+    written. A variant's overrides come before the user's."""
+    entry = registry.get(method)  # unknown names fail here, with the list of known ones
+    cfg = load_config(path, list(entry.overrides) + list(overrides or []), base={"method": entry.runs_as})
+    if cfg.method != entry.runs_as:  # the command line names the method; a config file's `method:` must agree
+        cfg = dataclasses.replace(cfg, method=entry.runs_as)
+    if registry.get(entry.runs_as).prepare is not None:
+        cfg = registry.get(entry.runs_as).prepare(cfg)
     check_sections(cfg)
     return cfg
 
@@ -43,7 +40,7 @@ def check_sections(cfg: ExperimentConfig) -> None:
     from llmrec.tracking import resolve
 
     resolve(cfg.report_to)  # an unknown or missing tracker fails here, before a run directory exists
-    kind, m = family(cfg.method), cfg.method
+    kind, m = registry.family(cfg.method), cfg.method
     if m in ("binllm", "binmf"):
         from llmrec.methods.binllm.encoder import EncoderConfig
         from_dict(EncoderConfig, cfg.encoder, "encoder")
@@ -76,7 +73,7 @@ def load_split(cfg: ExperimentConfig):
     if d.path:  # the source's own file option: path (csv, collm, lcrec), inter (recbole), reviews (amazon)
         from llmrec.data.registry import file_option, resolve
         dataset_options[file_option(resolve(d.dataset, {})[1])] = d.path
-    kind = family(cfg.method)
+    kind = registry.family(cfg.method)
     if kind == "sequence":
         from llmrec.data.splits import get_sequence_split
         return get_sequence_split(d.dataset, dataset_options=dataset_options, **cfg.sequence)
@@ -106,7 +103,7 @@ def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
         return run.metrics
     state = run.state()
     if run.has("split/split.json"):
-        split = split_class(cfg.method).load(run.file("split"))
+        split = registry.get(cfg.method).split_class().load(run.file("split"))
     else:
         split = split if split is not None else load_split(cfg)
         split.save(run.file("split"))  # the run keeps its data: inference needs no re-split, never a different one
@@ -119,7 +116,7 @@ def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
     tracker = tracking.start(cfg.report_to, run.file("tracking"), run_name=run.path.name,
                              config=dataclasses.asdict(cfg))
     try:
-        metrics = method_module(cfg.method).train(cfg, split, run, tracker=tracker)
+        metrics = registry.get(cfg.method).train(cfg, split, run, tracker=tracker)
         tracker.scope("test").log(metrics.get("test", {}), step=0)
     finally:
         tracker.finish()
@@ -130,11 +127,6 @@ def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
     return metrics
 
 
-EVAL_PARTS = {"click": ("train", "valid", "valid_small", "test"), "sequence": ("valid", "test", "test_all"),
-              "lcrec": ("valid", "test"), "holdout": ("valid", "test")}
-"""What `evaluate` can score, by family (or method where it differs)."""
-
-
 def evaluate(run_dir: str | Path, parts: list[str] = ("test",)) -> dict:
     """Score the given split parts with a saved run."""
     from llmrec.recommender import Recommender
@@ -142,7 +134,7 @@ def evaluate(run_dir: str | Path, parts: list[str] = ("test",)) -> dict:
     from llmrec.runs import open_run
 
     method = open_run(run_dir).config.method
-    valid = EVAL_PARTS.get(method) or EVAL_PARTS[family(method)]
+    valid = registry.get(method).parts
     parts = [p.strip() for p in parts if p.strip()]
     bad = [p for p in parts if p not in valid]
     if bad or not parts:
@@ -192,7 +184,7 @@ def benchmark(methods: list[str], config: str | None, overrides: list[str], out:
     from llmrec.report import bar_chart
 
     configs = {m: make_config(m, config, overrides) for m in methods}
-    kinds = {family(c.method) for c in configs.values()}
+    kinds = {registry.family(c.method) for c in configs.values()}
     if len(kinds) > 1:
         raise LlmrecError(f"benchmark: {', '.join(methods)} mix method families ({', '.join(sorted(kinds))}); "
                           "they use different splits and metrics, so benchmark each family on its own")
@@ -234,7 +226,8 @@ def benchmark(methods: list[str], config: str | None, overrides: list[str], out:
 
 def _two_step(cfg: ExperimentConfig) -> bool:
     """Whether the method starts from a TALLRec stage 1 (BinLLM two-step, CoLLM)."""
-    return cfg.method == "collm" or (cfg.method == "binllm" and cfg.binllm.tuning == "two_step")
+    shares = registry.get(cfg.method).starts_from_tallrec
+    return shares is not None and shares(cfg)
 
 
 def _code_forms_figure(configs: dict, tests: dict, path: Path) -> None:

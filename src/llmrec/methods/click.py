@@ -162,6 +162,15 @@ def load_adapter(model, path: Path, trainable: bool = False):
     return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
 
 
+def load_tuned_backbone(run: Run, adapter: bool = True):
+    """The run's backbone and tokenizer, with its saved LoRA adapter unless `adapter` is False (ICL)."""
+    from llmrec.llm.backbones import load_backbone
+
+    cfg = run.config
+    model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
+    return (load_adapter(model, run.file("adapter")) if adapter else model), tokenizer
+
+
 def stage1_from_run(peft_model, cfg: ExperimentConfig) -> dict:
     """Load the adapter of the finished TALLRec run `cfg.stage1_from` into `peft_model`: it must have used the same
     backbone, LoRA settings and data, or stage 2 would start from something other than its stage 1."""

@@ -10,9 +10,36 @@ from llmrec.data.types import ClickSplit
 from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig
 from llmrec.config import from_dict
 from llmrec.methods.click import save_test_scores, subset
+from llmrec.methods.click_recommender import ClickRecommender
 from llmrec.metrics import frame_metrics
 from llmrec.runs import Run
 from llmrec.tracking import Tracker, scoped
+
+
+def load_model(run: Run, split: ClickSplit, name: str):
+    """A trained collaborative model (or BinLLM encoder) saved by `train_model` under `name`, in eval mode."""
+    desc = run.load_json(f"{name}.json")["description"]
+    if desc.get("class") == "BinaryEncoder":
+        model = BinaryEncoder(split.n_users, split.n_items, from_dict(EncoderConfig, run.config.encoder, "encoder"))
+    else:
+        model = collab.from_description(desc)
+        model.prepare(split.train)
+    model.load_state_dict(run.load_tensors(f"{name}.safetensors"))
+    return model.eval()
+
+
+class ModelScorer:
+    """frame (user_id, item_id, history) -> scores of a collaborative `model`, for ClickRecommender."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, frame):
+        return trainer.predict(self.model, frame)
+
+
+def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
+    return ClickRecommender(run, split, collab=ModelScorer(load_model(run, split, "model")))
 
 
 def build(cfg: ExperimentConfig, n_users: int, n_items: int):

@@ -15,15 +15,12 @@ from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
 from llmrec.methods import collab_recipe
 from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig, bits_to_text
-from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage1_from_run, stage_summary, test_metrics,
-                                  train_stage)
+from llmrec.methods.click import (ClickPrompts, add_lora, load_tuned_backbone, save_adapter, scorer_for,
+                                  stage1_from_run, stage_summary, test_metrics, train_stage)
+from llmrec.methods.click_recommender import ClickRecommender
 from llmrec.methods.tallrec.recipe import text_prompts
 from llmrec.runs import Run
 from llmrec.tracking import Tracker, scoped
-
-PROMPTS = ("id", "ids_only", "text")
-TUNINGS = ("two_step", "intuitive")
-
 
 class Codes:
     """The encoder's binary codes of every user and item, and their text form."""
@@ -52,16 +49,6 @@ class Codes:
         return cls(t["user_bits"].numpy(), t["item_bits"].numpy(), code_format)
 
 
-def check(cfg: ExperimentConfig) -> None:
-    b = cfg.binllm
-    if b.prompt not in PROMPTS:
-        raise LlmrecError(f"binllm.prompt: {b.prompt!r} is not one of {', '.join(PROMPTS)}")
-    if b.tuning not in TUNINGS:
-        raise LlmrecError(f"binllm.tuning: {b.tuning!r} is not one of {', '.join(TUNINGS)}")
-    if b.code_format not in ("binary", "dot_decimal"):
-        raise LlmrecError(f"binllm.code_format: {b.code_format!r} is not 'binary' or 'dot_decimal'")
-
-
 def train_codes(cfg: ExperimentConfig, split: ClickSplit, run: Run,
                 tracker: Tracker | None = None) -> tuple[Codes, dict]:
     """Train the text-like encoder (resumable) and cache its codes in the run; `tracker` follows it under
@@ -83,7 +70,6 @@ def code_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig, codes: Cod
 
 
 def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker | None = None) -> dict:
-    check(cfg)
     codes, encoder_summary = train_codes(cfg, split, run, tracker)
     out: dict = {"encoder": encoder_summary}
     model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
@@ -104,3 +90,15 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
     save_adapter(model, run.file("adapter"))
     out["test"] = test_metrics(model, scorer, prompts, split, cfg, run)
     return out
+
+
+def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
+    """The tuned LLM over the run's prompts; with codes, the encoder shortlists for `recommend`."""
+    cfg = run.config
+    model, tokenizer = load_tuned_backbone(run)
+    scorer = scorer_for(model, tokenizer, cfg)
+    if cfg.binllm.prompt == "text":
+        return ClickRecommender(run, split, llm=scorer, prompts=text_prompts(split, tokenizer, cfg))
+    encoder = collab_recipe.load_model(run, split, "encoder")
+    prompts = code_prompts(split, tokenizer, cfg, Codes.load(run, cfg.binllm.code_format))
+    return ClickRecommender(run, split, collab=collab_recipe.ModelScorer(encoder), llm=scorer, prompts=prompts)

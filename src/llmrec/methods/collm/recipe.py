@@ -9,8 +9,9 @@ from llmrec.data.types import ClickSplit
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.prompts import EMBED
 from llmrec.methods import collab_recipe
-from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage1_from_run, stage_summary, test_metrics,
-                                  train_stage)
+from llmrec.methods.click import (ClickPrompts, add_lora, load_tuned_backbone, save_adapter, scorer_for,
+                                  stage1_from_run, stage_summary, test_metrics, train_stage)
+from llmrec.methods.click_recommender import ClickRecommender
 from llmrec.methods.collm.mapping import CoLLM
 from llmrec.methods.tallrec.recipe import text_prompts
 from llmrec.runs import Run
@@ -55,3 +56,18 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
         run.save_tensors(TUNED_COLLAB, collm.collab.state_dict())
     out["test"] = test_metrics(collm, scorer, prompts, split, cfg, run)
     return out
+
+
+def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
+    """The tuned LLM with the mapped collaborative embeddings in its prompts; the collaborative model (tuned in
+    stage 2 when `collm.tune_collab`) shortlists for `recommend`."""
+    cfg = run.config
+    model, tokenizer = load_tuned_backbone(run)
+    cf = collab_recipe.load_model(run, split, "collab")
+    if run.has(TUNED_COLLAB):
+        cf.load_state_dict(run.load_tensors(TUNED_COLLAB))
+    slots = CoLLM(model, cf, model.config.hidden_size)
+    slots.mapping.load_state_dict(run.load_tensors("mapping.safetensors"))
+    slots.eval()
+    return ClickRecommender(run, split, collab=collab_recipe.ModelScorer(cf),
+                            llm=scorer_for(model, tokenizer, cfg, slots=slots), prompts=embed_prompts(split, tokenizer, cfg))

@@ -7,8 +7,9 @@ import torch
 from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
 from llmrec.llm.backbones import load_backbone
-from llmrec.methods.click import (ClickPrompts, add_lora, save_adapter, scorer_for, stage_summary, test_metrics,
-                                  train_stage)
+from llmrec.methods.click import (ClickPrompts, add_lora, load_tuned_backbone, save_adapter, scorer_for,
+                                  stage_summary, test_metrics, train_stage)
+from llmrec.methods.click_recommender import ClickRecommender
 from llmrec.runs import Run
 from llmrec.tracking import Tracker
 
@@ -29,3 +30,9 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
     stage1 = train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed, tracker)
     save_adapter(model, run.file("adapter"))
     return {"stage1": stage_summary(stage1), "test": test_metrics(model, scorer, prompts, split, cfg, run)}
+
+
+def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
+    model, tokenizer = load_tuned_backbone(run, adapter=run.config.method != "icl")
+    return ClickRecommender(run, split, llm=scorer_for(model, tokenizer, run.config),
+                            prompts=text_prompts(split, tokenizer, run.config))
