@@ -177,7 +177,7 @@ def _interval(m: dict, key: str):
 
 
 def benchmark(methods: list[str], config: str | None, overrides: list[str], out: Path) -> tuple[str, dict]:
-    """Run several methods (or VARIANTS) of one family on one dataset, each its own resumable run under `out`,
+    """Run several methods (or variants) of one family on one dataset, each its own resumable run under `out`,
     and write table.md, results.json and PNG figures: warm/cold AUC bars and, when BinLLM runs with both code
     forms are present, binary vs dot-decimal (AUC and prompt tokens); for ranking families, metric bars.
     Returns (the markdown table, {name: metrics})."""
