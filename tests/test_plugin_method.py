@@ -11,7 +11,6 @@ import numpy as np
 
 from llmrec.cli import main
 from llmrec.methods import registry
-from llmrec.methods.registry import Method
 
 from synthetic import CSV_OPTIONS
 
@@ -21,7 +20,6 @@ import numpy as np
 
 from llmrec.methods.click_recommender import ClickRecommender
 from llmrec.metrics import frame_metrics
-from llmrec.methods.registry import Method
 
 
 def _ctr(split):

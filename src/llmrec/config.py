@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 
 from llmrec.errors import LlmrecError
+from llmrec.methods.binllm.config import BinLLMConfig, EncoderConfig
+from llmrec.methods.collm.config import CoLLMConfig
 
 
 @dataclass
@@ -140,29 +142,6 @@ class StageConfig:
 
 
 @dataclass
-class BinLLMConfig:
-    """BinLLM specifics."""
-
-    code_format: typing.Literal["binary", "dot_decimal"] = "dot_decimal"
-    """'binary' (32 characters) or 'dot_decimal' (four numbers joined by '.')."""
-    prompt: typing.Literal["id", "ids_only", "text"] = "id"
-    """'id' (titles + codes, BinLLM), 'ids_only' (BinLLM-IO), 'text' (BinLLM-TO)."""
-    tuning: typing.Literal["two_step", "intuitive"] = "two_step"
-    """'two_step' (stage 1 text-only LoRA, stage 2 continues with codes) or 'intuitive' (one stage with codes)."""
-
-
-@dataclass
-class CoLLMConfig:
-    """CoLLM specifics."""
-
-    collab_model: typing.Literal["mf", "lightgcn", "sasrec", "din"] = "mf"
-    """Collaborative model whose embeddings are mapped: mf, lightgcn, sasrec, din."""
-    tune_collab: bool = False
-    """Also train the collaborative model in stage 2; the run then keeps the pre-trained weights in
-    collab.safetensors and the tuned ones in collab_tuned.safetensors (which the recommender reads)."""
-
-
-@dataclass
 class EvalConfig:
     """Test evaluation."""
 
@@ -196,8 +175,8 @@ class ExperimentConfig:
     Changing it does not change results, so a run may be resumed with another value."""
     data: DataConfig = field(default_factory=DataConfig)
     collab: CollabConfig = field(default_factory=CollabConfig)
-    encoder: dict = field(default_factory=dict)
-    """Overrides of the BinLLM encoder config (llmrec.methods.binllm.encoder.EncoderConfig)."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """BinLLM's text-like encoding module (binllm, binmf)."""
     llm: LLMConfig = field(default_factory=LLMConfig)
     stage1: StageConfig = field(default_factory=StageConfig)
     """Text-only LoRA stage (TALLRec; stage 1 of BinLLM and CoLLM)."""

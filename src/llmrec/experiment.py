@@ -41,9 +41,6 @@ def check_sections(cfg: ExperimentConfig) -> None:
 
     resolve(cfg.report_to)  # an unknown or missing tracker fails here, before a run directory exists
     kind, m = registry.family(cfg.method), cfg.method
-    if m in ("binllm", "binmf"):
-        from llmrec.methods.binllm.encoder import EncoderConfig
-        from_dict(EncoderConfig, cfg.encoder, "encoder")
     if kind == "sequence":
         from llmrec.data.splits import SequenceSplitConfig
         from llmrec.methods.lcrec.recipe import lcrec_config

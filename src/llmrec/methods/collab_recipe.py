@@ -7,8 +7,7 @@ from llmrec import collab
 from llmrec.collab import trainer
 from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
-from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig
-from llmrec.config import from_dict
+from llmrec.methods.binllm.encoder import BinaryEncoder
 from llmrec.methods.click import save_test_scores, subset
 from llmrec.methods.click_recommender import ClickRecommender
 from llmrec.metrics import frame_metrics
@@ -20,7 +19,7 @@ def load_model(run: Run, split: ClickSplit, name: str):
     """A trained collaborative model (or BinLLM encoder) saved by `train_model` under `name`, in eval mode."""
     desc = run.load_json(f"{name}.json")["description"]
     if desc.get("class") == "BinaryEncoder":
-        model = BinaryEncoder(split.n_users, split.n_items, from_dict(EncoderConfig, run.config.encoder, "encoder"))
+        model = BinaryEncoder(split.n_users, split.n_items, run.config.encoder)
     else:
         model = collab.from_description(desc)
         model.prepare(split.train)
@@ -44,7 +43,7 @@ def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
 
 def build(cfg: ExperimentConfig, n_users: int, n_items: int):
     if cfg.method == "binmf":
-        return BinaryEncoder(n_users, n_items, from_dict(EncoderConfig, cfg.encoder, "encoder"))
+        return BinaryEncoder(n_users, n_items, cfg.encoder)
     return collab.build_model(cfg.method, n_users, n_items, **cfg.collab.overrides)
 
 

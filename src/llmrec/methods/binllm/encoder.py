@@ -9,33 +9,11 @@ collab trainer trains it (it calls `on_epoch_end`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
-
-@dataclass
-class EncoderConfig:
-    """Text-like encoding module (docs/papers.md, BinLLM)."""
-
-    dim: int = 32
-    """Code length in bits (the MF embedding size too). Dot-decimal needs a multiple of 8."""
-    lr: float = 1e-2
-    """Adam learning rate."""
-    weight_decay: float = 1e-3
-    """Adam weight decay."""
-    batch_size: int = 2048
-    """Training batch size."""
-    beta_step: float = 1e-3
-    """Increase of the sign probability beta every `beta_every` epochs (0.001 on ML-1M)."""
-    beta_every: int = 2
-    """Epochs between beta increases."""
-    epochs: int = 200
-    """Maximum training epochs."""
-    patience: int = 20
-    """Epochs without valid AUC gain before stopping."""
+from llmrec.methods.binllm.config import EncoderConfig
 
 
 class SignSTE(torch.autograd.Function):

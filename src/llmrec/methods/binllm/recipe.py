@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmrec.config import ExperimentConfig, from_dict
+from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
 from llmrec.methods import collab_recipe
-from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig, bits_to_text
+from llmrec.methods.binllm.encoder import BinaryEncoder, bits_to_text
 from llmrec.methods.click import (ClickPrompts, add_lora, load_tuned_backbone, save_adapter, scorer_for,
                                   stage1_from_run, stage_summary, test_metrics, train_stage)
 from llmrec.methods.click_recommender import ClickRecommender
@@ -54,7 +54,7 @@ def train_codes(cfg: ExperimentConfig, split: ClickSplit, run: Run,
     """Train the text-like encoder (resumable) and cache its codes in the run; `tracker` follows it under
     encoder/."""
     torch.manual_seed(cfg.seed)
-    encoder = BinaryEncoder(split.n_users, split.n_items, from_dict(EncoderConfig, cfg.encoder, "encoder"))
+    encoder = BinaryEncoder(split.n_users, split.n_items, cfg.encoder)
     result = collab_recipe.train_model(cfg, split, run, encoder, "encoder", tracker=scoped(tracker, "encoder"))
     user_bits, item_bits = result.model.all_codes()
     run.save_tensors("codes.safetensors", {"user_bits": torch.from_numpy(user_bits),
