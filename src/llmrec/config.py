@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from llmrec.data.split_configs import SequenceSplitConfig
 from llmrec.errors import LlmrecError
 from llmrec.methods.binllm.config import BinLLMConfig, EncoderConfig
 from llmrec.methods.collm.config import CoLLMConfig
@@ -186,8 +187,8 @@ class ExperimentConfig:
     collm: CoLLMConfig = field(default_factory=CoLLMConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     # Ranking families (see llmrec.experiment): each section overrides the method's own config dataclass.
-    sequence: dict = field(default_factory=dict)
-    """Leave-one-out split options (llmrec.data.splits.SequenceSplitConfig) for sasrec-rank and lcrec."""
+    sequence: SequenceSplitConfig = field(default_factory=SequenceSplitConfig)
+    """Leave-one-out split (the sequence family)."""
     holdout: dict = field(default_factory=dict)
     """Per-user holdout split options (llmrec.data.holdout.HoldoutConfig) for multvae, lightgcn-bpr, cllm4rec."""
     seqrank: dict = field(default_factory=dict)

@@ -42,9 +42,7 @@ def check_sections(cfg: ExperimentConfig) -> None:
     resolve(cfg.report_to)  # an unknown or missing tracker fails here, before a run directory exists
     kind, m = registry.family(cfg.method), cfg.method
     if kind == "sequence":
-        from llmrec.data.splits import SequenceSplitConfig
         from llmrec.methods.lcrec.recipe import lcrec_config
-        from_dict(SequenceSplitConfig, cfg.sequence, "sequence")
         lcrec_config(cfg)  # every sequence method reads lcrec.exclude_seen and LC-Rec's test users
         if m == "sasrec-rank":
             from llmrec.methods.seqrank_recipe import ranking_config
@@ -73,7 +71,8 @@ def load_split(cfg: ExperimentConfig):
     kind = registry.family(cfg.method)
     if kind == "sequence":
         from llmrec.data.splits import get_sequence_split
-        return get_sequence_split(d.dataset, dataset_options=dataset_options, **cfg.sequence)
+        return get_sequence_split(d.dataset, dataset_options=dataset_options,
+                                  **dataclasses.asdict(cfg.sequence))
     if kind == "holdout":
         from llmrec.data.holdout import get_holdout_split
         return get_holdout_split(d.dataset, dataset_options=dataset_options, **cfg.holdout)

@@ -21,6 +21,7 @@ from llmrec.data.collm import WARM_DEFINITIONS, warm_flags
 from llmrec.data.info import is_implicit
 from llmrec.data.registry import dataset_cache_key, load_click_split, load_dataset, resolve, short_hash
 from llmrec.data.types import ClickSplit, Dataset, SequenceSplit
+from llmrec.data.split_configs import SequenceSplitConfig
 from llmrec.errors import LlmrecError
 from llmrec.paths import home
 
@@ -79,24 +80,6 @@ class ClickSplitConfig:
             raise LlmrecError(f"unknown history_ties {self.history_ties!r}; expected one of {HISTORY_TIES}")
         if self.cut_by not in CUT_BY:
             raise LlmrecError(f"unknown cut_by {self.cut_by!r}; expected one of {CUT_BY}")
-
-
-@dataclass
-class SequenceSplitConfig:
-    """How a leave-one-out split is made (its fields are `sequence_split`'s keyword arguments)."""
-
-    max_length: int | None = 50
-    """Keep the last this many train items per user (None: all)."""
-    min_interactions: int = 3
-    """Users with fewer interactions are dropped (at least 3: one train item, valid, test)."""
-    positive_threshold: float | None = None
-    """Use only interactions with rating >= this (None: all)."""
-
-    def __post_init__(self):
-        if self.min_interactions < 3:
-            raise LlmrecError(f"min_interactions must be >= 3 (train, valid, test), got {self.min_interactions}")
-        if self.max_length is not None and self.max_length < 1:
-            raise LlmrecError(f"max_length must be >= 1 or None, got {self.max_length}")
 
 
 def period_bounds(start: str, end: str) -> tuple[int, int]:
