@@ -23,7 +23,7 @@ def collm_path() -> Path | None:
 def run(ctx: Context, sec: Section) -> None:
     from llmrec import collab
     from llmrec.collab import trainer
-    from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig
+    from llmrec.methods.binllm.model import BinaryEncoder, EncoderConfig
 
     path = None if ctx.smoke else collm_path()
     if path is not None:

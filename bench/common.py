@@ -234,7 +234,7 @@ class Context:
     def codes_bits(self):
         """BinLLM encoder codes (user_bits, item_bits) from a short training run on the split."""
         from llmrec.collab import trainer
-        from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig
+        from llmrec.methods.binllm.model import BinaryEncoder, EncoderConfig
 
         torch.manual_seed(0)
         enc = BinaryEncoder(self.split.n_users, self.split.n_items, EncoderConfig())

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmrec.methods.binllm.encoder import BinaryEncoder, EncoderConfig, SignSTE, bits_to_text, text_to_bits
+from llmrec.methods.binllm.model import BinaryEncoder, EncoderConfig, SignSTE, bits_to_text, text_to_bits
 
 
 def test_sign_ste_forward_and_plain_gradient():

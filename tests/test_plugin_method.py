@@ -20,6 +20,7 @@ import numpy as np
 
 from llmrec.methods.click_recommender import ClickRecommender
 from llmrec.metrics import frame_metrics
+from llmrec.methods.registry import Method
 
 
 def _ctr(split):

@@ -45,7 +45,7 @@ def check_sections(cfg: ExperimentConfig) -> None:
         from llmrec.methods.lcrec.recipe import lcrec_config
         lcrec_config(cfg)  # every sequence method reads lcrec.exclude_seen and LC-Rec's test users
         if m == "sasrec-rank":
-            from llmrec.methods.seqrank_recipe import ranking_config
+            from llmrec.methods.sasrec_rank.recipe import ranking_config
             ranking_config(cfg)
     if kind == "holdout":
         from llmrec.data.holdout import HoldoutConfig

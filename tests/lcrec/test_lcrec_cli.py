@@ -185,7 +185,7 @@ def _popularity_ranks(split, rows, exclude):
 
 def test_one_seen_rule_for_sasrec_and_popularity(data_args, tmp_path):
     from llmrec import experiment
-    from llmrec.methods.seqrank_recipe import ranking_config
+    from llmrec.methods.sasrec_rank.recipe import ranking_config
 
     runs = {}
     for rule in ("true", "false"):

@@ -9,7 +9,7 @@ from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.prompts import EMBED
 from llmrec.llm.scoring import token_embeddings
-from llmrec.methods.binllm.encoder import bits_to_text
+from llmrec.methods.binllm.model import bits_to_text
 from llmrec.methods.click import TEST_SCORES, ClickPrompts, subset
 from llmrec.recommender import Recommender
 
@@ -145,7 +145,7 @@ def test_binllm_prompt_carries_the_codes_as_text(tiny_split):
 
 def test_collm_overwrites_exactly_the_slot_positions(tiny_split):
     from llmrec import collab
-    from llmrec.methods.collm.mapping import CoLLM
+    from llmrec.methods.collm.model import CoLLM
     from llmrec.llm.scoring import Batch
 
     model, tok = load_backbone("tiny")
@@ -225,16 +225,16 @@ def test_collm_stage2_trains_the_mapping_only(tiny_split, tmp_path, monkeypatch)
 def test_collm_tune_collab_keeps_pretrained_weights_and_reloads_the_tuned_ones(tiny_split, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from llmrec.methods import collab_recipe
+    from llmrec.methods.classic import recipe as classic
 
-    pretrained, real = {}, collab_recipe.train_model
+    pretrained, real = {}, classic.train_model
 
     def recording_train_model(*args, **kwargs):
         result = real(*args, **kwargs)
         pretrained.update({k: v.clone() for k, v in result.state_dict.items()})
         return result
 
-    monkeypatch.setattr(collab_recipe, "train_model", recording_train_model)
+    monkeypatch.setattr(classic, "train_model", recording_train_model)
     run = tmp_path / "c"
     run_method("collm", tiny_split, run, ["collm.tune_collab=true", "stage2.lr=1e-2"])
     kept, tuned = load_file(str(run / "collab.safetensors")), load_file(str(run / "collab_tuned.safetensors"))
@@ -252,7 +252,7 @@ def test_collm_tune_collab_keeps_pretrained_weights_and_reloads_the_tuned_ones(t
 
 def test_collm_keeps_a_frozen_collaborative_model_in_eval_mode(tiny_split):
     from llmrec import collab
-    from llmrec.methods.collm.mapping import CoLLM
+    from llmrec.methods.collm.model import CoLLM
 
     model, tok = load_backbone("tiny")
     cf = collab.build_model("sasrec", tiny_split.n_users, tiny_split.n_items, dim=8)  # has dropout

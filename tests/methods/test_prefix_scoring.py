@@ -14,9 +14,9 @@ from llmrec.llm import train as loop
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.prompts import EMBED
 from llmrec.llm.scoring import ScoringConfig, YesScorer
-from llmrec.methods.binllm.encoder import bits_to_text
+from llmrec.methods.binllm.model import bits_to_text
 from llmrec.methods.click import ClickPrompts, ClickTask, scorer_for
-from llmrec.methods.collm.mapping import CoLLM
+from llmrec.methods.collm.model import CoLLM
 
 TOL = 1e-4
 """fp32: the shared-prefix path's scores against every prompt scored whole (the documented tolerance)."""

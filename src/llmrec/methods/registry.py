@@ -182,11 +182,11 @@ def _collab_model(cfg):
 _M = "llmrec.methods."
 for _method in (
     # click family: the CoLLM/BinLLM split, pointwise AUC
-    Method("popularity", "click", _M + "popularity_click", "train-popularity of the item: the floor"),
-    *(Method(name, "click", _M + "collab_recipe", summary, ("collab",), prepare=_collab_model)
+    Method("popularity", "click", _M + "popularity.recipe", "train-popularity of the item: the floor"),
+    *(Method(name, "click", _M + "classic.recipe", summary, ("collab",), prepare=_collab_model)
       for name, summary in (("mf", "matrix factorisation"), ("lightgcn", "LightGCN, pointwise"),
                             ("sasrec", "SASRec, pointwise"), ("din", "DIN"))),
-    Method("binmf", "click", _M + "collab_recipe", "BinLLM's binary encoder alone", ("encoder",)),
+    Method("binmf", "click", _M + "classic.recipe", "BinLLM's binary encoder alone", ("encoder",)),
     Method("icl", "click", _M + "tallrec.recipe", "the TALLRec prompt, zero-shot", ("stage1",)),
     Method("tallrec", "click", _M + "tallrec.recipe", "LoRA on the text-only prompt", ("stage1",)),
     Method("binllm", "click", _M + "binllm.recipe", "collaborative codes as text in the prompt",
@@ -195,8 +195,8 @@ for _method in (
     Method("collm", "click", _M + "collm.recipe", "collaborative embeddings mapped into the token space",
            ("collm", "collab", "stage1", "stage2"), starts_from_tallrec=lambda cfg: True),
     # sequence family: leave-one-out, full ranking
-    Method("popularity-rank", "sequence", _M + "poprank_recipe", "train-sequence popularity", ("sequence",)),
-    Method("sasrec-rank", "sequence", _M + "seqrank_recipe", "SASRec for next-item ranking",
+    Method("popularity-rank", "sequence", _M + "popularity_rank.recipe", "train-sequence popularity", ("sequence",)),
+    Method("sasrec-rank", "sequence", _M + "sasrec_rank.recipe", "SASRec for next-item ranking",
            ("sequence", "seqrank")),
     Method("lcrec", "sequence", _M + "lcrec.recipe", "semantic item indices, constrained generation",
            ("sequence", "lcrec"), recommender=_M + "lcrec.recommend", eval_parts=("valid", "test")),

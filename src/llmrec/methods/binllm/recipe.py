@@ -13,8 +13,8 @@ from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
-from llmrec.methods import collab_recipe
-from llmrec.methods.binllm.encoder import BinaryEncoder, bits_to_text
+from llmrec.methods.classic import recipe as classic
+from llmrec.methods.binllm.model import BinaryEncoder, bits_to_text
 from llmrec.methods.click import (ClickPrompts, add_lora, load_tuned_backbone, save_adapter, scorer_for,
                                   stage1_from_run, stage_summary, test_metrics, train_stage)
 from llmrec.methods.click_recommender import ClickRecommender
@@ -55,7 +55,7 @@ def train_codes(cfg: ExperimentConfig, split: ClickSplit, run: Run,
     encoder/."""
     torch.manual_seed(cfg.seed)
     encoder = BinaryEncoder(split.n_users, split.n_items, cfg.encoder)
-    result = collab_recipe.train_model(cfg, split, run, encoder, "encoder", tracker=scoped(tracker, "encoder"))
+    result = classic.train_model(cfg, split, run, encoder, "encoder", tracker=scoped(tracker, "encoder"))
     user_bits, item_bits = result.model.all_codes()
     run.save_tensors("codes.safetensors", {"user_bits": torch.from_numpy(user_bits),
                                            "item_bits": torch.from_numpy(item_bits)})
@@ -99,6 +99,6 @@ def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
     scorer = scorer_for(model, tokenizer, cfg)
     if cfg.binllm.prompt == "text":
         return ClickRecommender(run, split, llm=scorer, prompts=text_prompts(split, tokenizer, cfg))
-    encoder = collab_recipe.load_model(run, split, "encoder")
+    encoder = classic.load_model(run, split, "encoder")
     prompts = code_prompts(split, tokenizer, cfg, Codes.load(run, cfg.binllm.code_format))
-    return ClickRecommender(run, split, collab=collab_recipe.ModelScorer(encoder), llm=scorer, prompts=prompts)
+    return ClickRecommender(run, split, collab=classic.ModelScorer(encoder), llm=scorer, prompts=prompts)

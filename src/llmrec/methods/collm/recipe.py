@@ -8,11 +8,11 @@ from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.prompts import EMBED
-from llmrec.methods import collab_recipe
+from llmrec.methods.classic import recipe as classic
 from llmrec.methods.click import (ClickPrompts, add_lora, load_tuned_backbone, save_adapter, scorer_for,
                                   stage1_from_run, stage_summary, test_metrics, train_stage)
 from llmrec.methods.click_recommender import ClickRecommender
-from llmrec.methods.collm.mapping import CoLLM
+from llmrec.methods.collm.model import CoLLM
 from llmrec.methods.tallrec.recipe import text_prompts
 from llmrec.runs import Run
 from llmrec.tracking import Tracker, scoped
@@ -32,7 +32,7 @@ def build_collab(cfg: ExperimentConfig, split: ClickSplit):
 
 def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker | None = None) -> dict:
     torch.manual_seed(cfg.seed)
-    cf = collab_recipe.train_model(cfg, split, run, build_collab(cfg, split), "collab",
+    cf = classic.train_model(cfg, split, run, build_collab(cfg, split), "collab",
                                    tracker=scoped(tracker, "collab"))
     out: dict = {"collab": {"model": cfg.collm.collab_model, "test": cf.test, "best_epoch": cf.best_epoch}}
     model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
@@ -63,11 +63,11 @@ def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
     stage 2 when `collm.tune_collab`) shortlists for `recommend`."""
     cfg = run.config
     model, tokenizer = load_tuned_backbone(run)
-    cf = collab_recipe.load_model(run, split, "collab")
+    cf = classic.load_model(run, split, "collab")
     if run.has(TUNED_COLLAB):
         cf.load_state_dict(run.load_tensors(TUNED_COLLAB))
     slots = CoLLM(model, cf, model.config.hidden_size)
     slots.mapping.load_state_dict(run.load_tensors("mapping.safetensors"))
     slots.eval()
-    return ClickRecommender(run, split, collab=collab_recipe.ModelScorer(cf),
+    return ClickRecommender(run, split, collab=classic.ModelScorer(cf),
                             llm=scorer_for(model, tokenizer, cfg, slots=slots), prompts=embed_prompts(split, tokenizer, cfg))

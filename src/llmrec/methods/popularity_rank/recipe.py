@@ -1,7 +1,7 @@
 """`popularity-rank`: every item scored by how often it occurs in the train sequences, the floor a sequence
 recommender must clear. Nothing is learned beyond the counts.
 
-Test metrics as sasrec-rank reports them (see `seqrank_recipe`): `test` on LC-Rec's test users under the same
+Test metrics as sasrec-rank reports them (see `sasrec_rank/recipe.py`): `test` on LC-Rec's test users under the same
 config, `test_all` on every user, both with 95% bootstrap intervals over users, seen items under the family's one
 rule (`lcrec.exclude_seen`). Ties between equally popular items rank pessimistically (the target below them).
 Run files: `popularity.json` (the counts).
@@ -13,7 +13,7 @@ import numpy as np
 from llmrec.collab.ranking import popularity, popularity_ranks, ranking_metrics
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
-from llmrec.methods.seqrank_recipe import exclude_seen, lcrec_test_rows
+from llmrec.methods.sasrec_rank.recipe import exclude_seen, lcrec_test_rows
 from llmrec.methods.sequence import SequenceUsers
 from llmrec.serving import Serving
 

@@ -7,7 +7,7 @@ from llmrec import collab
 from llmrec.collab import trainer
 from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
-from llmrec.methods.binllm.encoder import BinaryEncoder
+from llmrec.methods.binllm.model import BinaryEncoder
 from llmrec.methods.click import save_test_scores, subset
 from llmrec.methods.click_recommender import ClickRecommender
 from llmrec.metrics import frame_metrics

@@ -1,0 +1,1 @@
+"""`popularity`: the click family's floor."""

@@ -1,0 +1,1 @@
+"""`popularity-rank`: the sequence family's floor."""
