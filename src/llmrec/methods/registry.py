@@ -201,9 +201,9 @@ for _method in (
     Method("lcrec", "sequence", _M + "lcrec.recipe", "semantic item indices, constrained generation",
            ("sequence", "lcrec"), recommender=_M + "lcrec.recommend", eval_parts=("valid", "test")),
     # holdout family: per-user held-out items
-    Method("popularity-holdout", "holdout", _M + "holdout_recipe", "train popularity", ("holdout",)),
-    Method("multvae", "holdout", _M + "holdout_recipe", "Mult-VAE", ("holdout", "multvae")),
-    Method("lightgcn-bpr", "holdout", _M + "holdout_recipe", "LightGCN with BPR", ("holdout", "bpr")),
+    Method("popularity-holdout", "holdout", _M + "popularity_holdout.recipe", "train popularity", ("holdout",)),
+    Method("multvae", "holdout", _M + "multvae.recipe", "Mult-VAE", ("holdout", "multvae")),
+    Method("lightgcn-bpr", "holdout", _M + "lightgcn_bpr.recipe", "LightGCN with BPR", ("holdout", "bpr")),
     Method("cllm4rec", "holdout", _M + "cllm4rec.recipe", "user/item ID tokens, soft+hard prompting",
            ("holdout", "cllm4rec"), recommender=_M + "cllm4rec.recommend"),
     # variants: ablations and code forms, for `benchmark` and `train`

@@ -1,0 +1,1 @@
+"""`popularity-holdout`: the holdout family's floor (docs/methods/classic.md)."""
