@@ -1,2 +1,3 @@
-"""One folder per LLM method (binllm/, collm/, tallrec/ with ICL, lcrec/, cllm4rec/), one recipe module per
-collaborative or popularity baseline, and `registry.py`, which names every method and variant and finds its module."""
+"""Every method, one folder each with the same roles (config.py, recipe.py, model.py, recommend.py where it has
+them), and `registry.py`, which names every method and variant, its family and its recipe
+(docs/architecture.md)."""
