@@ -214,7 +214,7 @@ class ExperimentConfig:
     seqrank: dict = field(default_factory=dict)
     """Overrides of llmrec.collab.ranking.RankingConfig (sasrec-rank: SASRec trained for next-item ranking)."""
     lcrec: dict = field(default_factory=dict)
-    """Overrides of llmrec.methods.lcrec.recipe.LCRecConfig."""
+    """Overrides of llmrec.methods.lcrec.config.LCRecConfig."""
     multvae: dict = field(default_factory=dict)
     """Overrides of the Mult-VAE config (llmrec.collab.multvae)."""
     bpr: dict = field(default_factory=dict)

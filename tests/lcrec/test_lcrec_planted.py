@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmrec.methods.lcrec.recipe import LCRecConfig, train_lcrec
+from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
+from llmrec.methods.lcrec.recipe import train_lcrec
 from llmrec.methods.lcrec.recommend import LCRecRecommender
-from llmrec.methods.lcrec.rqvae import RQVAEConfig
 
 from lcrec_fixtures import planted_split
 

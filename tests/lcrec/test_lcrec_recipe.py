@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.methods.lcrec.recipe import LCRecConfig, apply_finetuning, ranking_metrics, train_lcrec
-from llmrec.methods.lcrec.rqvae import RQVAEConfig
+from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
+from llmrec.methods.lcrec.recipe import apply_finetuning, ranking_metrics, train_lcrec
 from llmrec.methods.lcrec.vocab import ItemIndex
 
 from lcrec_fixtures import synthetic_split

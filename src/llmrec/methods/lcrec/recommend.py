@@ -24,8 +24,9 @@ import yaml
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.generate import constrained_beam_search, score_all_items
-from llmrec.methods.lcrec.recipe import (LCRecConfig, apply_finetuning, eval_user_rows, evaluate_users,
-                                         generation_prompt, seqrec_eval_task)
+from llmrec.methods.lcrec.config import LCRecConfig
+from llmrec.methods.lcrec.recipe import (apply_finetuning, eval_user_rows, evaluate_users, generation_prompt,
+                                         seqrec_eval_task)
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
 from llmrec.methods.sequence import SequenceUsers
