@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llmrec.cli import main
-from llmrec.config import ExperimentConfig
+from llmrec.config import ExperimentConfig, StageConfig
 from llmrec.errors import LlmrecError
 from llmrec.runs import BUDGET_FIELDS, Run
 
@@ -59,7 +59,7 @@ def test_stage1_budget_is_fixed_once_stage2_trained(tmp_path):
     run = Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="binllm"))
     run.file("stage2_train").mkdir()
     with pytest.raises(LlmrecError, match="stage 2 already trained"):
-        Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="binllm", stage1={"epochs": 3}))
+        Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="binllm", stage1=StageConfig(epochs=3)))
 
 
 def test_only_the_main_process_writes(tmp_path, monkeypatch):
