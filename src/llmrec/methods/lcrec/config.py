@@ -2,7 +2,7 @@
 their fields may take. docs/methods/lcrec.md describes the recipe they drive; `llmrec.methods.lcrec.recipe` runs it.
 
 The backbone, its dtype and the seed are not here: LC-Rec reads `llm.backbone`, `llm.dtype` and `seed` of the
-experiment config, as every method does (docs/configuration.md).
+experiment config, as every method does (docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -96,10 +96,6 @@ class LCRecConfig:
     (cached). It is a pipeline check, not a reproduction: paper-scale runs set max_steps=None, epochs=4,
     valid_users/test_users=None and the official tuning recipe (finetune="full", lr=5e-5, batch 128)."""
 
-    backbone: str = "smollm2-135m"
-    """Backbone LLM: a `llm.backbones` name (smollm2-135m, gemma3-270m, tiny), a local directory or a HF id."""
-    dtype: str = "auto"
-    """Backbone dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16."""
     device: str = "auto"
     """Torch device for the backbone (auto: CUDA when available)."""
     index: str = "learned"
@@ -187,8 +183,6 @@ class LCRecConfig:
     """Beam width = items returned per user (official 20); ranks beyond it count as misses."""
     eval_batch_size: int = 4
     """Users per beam-search batch (each user expands to num_beams rows)."""
-    seed: int = 42
-    """Seeds sampling, templates, subsets, LoRA init and the batch order."""
 
     def validate(self) -> None:
         def bad(name, why):
