@@ -184,8 +184,8 @@ class ExperimentConfig:
     """A name in llmrec.methods.registry.METHODS: click (mf ... collm), sequence (popularity-rank, sasrec-rank,
     lcrec) or holdout (popularity-holdout, multvae, lightgcn-bpr, cllm4rec)."""
     seed: int = 2023
-    """Drives splits, sampling, initialisation for the click and sequence families. The holdout family does not
-    read it yet: its split takes `holdout.seed`, and Mult-VAE, LightGCN-BPR and CLLM4Rec their own fixed seeds."""
+    """Drives splits, sampling and initialisation for every method and split (the holdout split's shuffles,
+    Mult-VAE, LightGCN-BPR, LC-Rec and CLLM4Rec included): no method has a seed of its own."""
     stage1_from: str | None = None
     """A finished TALLRec run directory whose LoRA adapter stands in for stage 1 (BinLLM two-step, CoLLM), so
     one text-only tuning serves several methods, as in the papers."""

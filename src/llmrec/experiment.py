@@ -82,7 +82,7 @@ def load_split(cfg: ExperimentConfig):
         return get_sequence_split(d.dataset, dataset_options=dataset_options, **cfg.sequence)
     if kind == "holdout":
         from llmrec.data.holdout import get_holdout_split
-        return get_holdout_split(d.dataset, dataset_options=dataset_options, **cfg.holdout)
+        return get_holdout_split(d.dataset, dataset_options=dataset_options, **cfg.holdout, seed=cfg.seed)
     if d.dataset in ("collm", "collm-ml1m"):
         return get_click_split("collm", dataset_options=dataset_options, max_history=d.max_history,
                                warm_definition=d.warm_definition, domain=d.domain)

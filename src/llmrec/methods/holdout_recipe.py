@@ -42,14 +42,14 @@ def train(cfg, split: HoldoutSplit, run, tracker: Tracker | None = None) -> dict
 
         config = _config(MultVAEConfig, cfg.multvae, "multvae")
         result = train_multvae(split, config, checkpoint=run.file("checkpoint.safetensors"),
-                               tracker=scoped(tracker, "multvae"))
+                               tracker=scoped(tracker, "multvae"), seed=cfg.seed)
         extra = {"stopped_early": result.stopped_early}
     elif cfg.method == "lightgcn-bpr":
         from llmrec.methods.cllm4rec.baselines import BPRConfig, train_lightgcn_bpr
 
         config = _config(BPRConfig, cfg.bpr, "bpr")
         result = train_lightgcn_bpr(split, config, checkpoint=run.file("checkpoint.safetensors"),
-                                    tracker=scoped(tracker, "bpr"))
+                                    tracker=scoped(tracker, "bpr"), seed=cfg.seed)
         extra = {}
     elif cfg.method == POPULARITY:
         from llmrec.methods.cllm4rec.baselines import popularity_baseline
