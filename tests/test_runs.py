@@ -73,3 +73,11 @@ def test_only_the_main_process_writes(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="mf")).log("hello")
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["config.yaml", "log.txt"]
+
+
+def test_a_budget_that_changes_the_model_is_refused_with_the_reason(tmp_path):
+    run = Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="multvae"))
+    run.save_json("checkpoint.json", {})
+    with pytest.raises(LlmrecError, match="multvae.epochs cannot change on resume: Mult-VAE plans its KL annealing"):
+        Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="multvae", multvae={"epochs": 400}))
+

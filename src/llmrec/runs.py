@@ -49,6 +49,18 @@ which model comes out of a step: they may change when a run resumes (a finished 
 Not here: fields of an earlier stage that a later one builds on (the BinLLM encoder, CLLM4Rec's pre-training),
 and validation sizes (the best state so far was selected on them)."""
 
+FIXED_BUDGETS = {
+    "multvae.epochs": "Mult-VAE plans its KL annealing over the epochs",
+    "cllm4rec.finetune_epochs": "CLLM4Rec sizes its fine-tuning table (draws per user) by it",
+    "cllm4rec.content_epochs": "CLLM4Rec's later stages start from this pre-training",
+    "cllm4rec.alternate_epochs": "CLLM4Rec's fine-tuning starts from this pre-training",
+    "encoder.epochs": "BinLLM's prompts hold the codes of this encoder",
+    "encoder.patience": "BinLLM's prompts hold the codes of this encoder",
+    "lcrec.rqvae.epochs": "LC-Rec's item index comes from this RQ-VAE",
+}
+"""Fields that look like a budget but change the model: a run cannot continue under a new value (why, in the
+refusal)."""
+
 
 def main_process() -> bool:
     """Whether this process writes run files: always, except the non-zero ranks of `accelerate launch` / torchrun
@@ -101,7 +113,9 @@ class Run:
                 run.log(f"budget changed ({was})")
             return run
         if run.state():
-            raise LlmrecError(f"{run.path}: holds a run with a different config ({', '.join(changed[:5])}); "
+            fixed = next((f"; {c} cannot change on resume: {FIXED_BUDGETS[c]}" for c in changed if c in FIXED_BUDGETS),
+                         "")
+            raise LlmrecError(f"{run.path}: holds a run with a different config ({', '.join(changed[:5])}){fixed}; "
                               "choose another --out or delete it")
         if run.main:
             shutil.rmtree(run.file("split"), ignore_errors=True)  # made from the old config's data options

@@ -147,9 +147,10 @@ class CLLM4RecConfig:
 
     @classmethod
     def paper(cls, **overrides) -> "CLLM4RecConfig":
-        """The official run (with `llm.backbone=gpt2`): GPT-2 frozen, content LM 10 epochs then 100 alternating rounds at lr 1e-3, batch 20,
-        regulariser summed over the batch; fine-tuning on all train items with the raw dot-product item head and
-        the regulariser on, lr 1e-4 for up to 150 epochs selected on the full validation set."""
+        """The official run (with `llm.backbone=gpt2`): GPT-2 frozen, content LM 10 epochs then 100 alternating
+        rounds at lr 1e-3, batch 20, regulariser summed over the batch; fine-tuning on all train items with the raw
+        dot-product item head and the regulariser on, lr 1e-4 for up to 150 epochs selected on the full validation
+        set."""
         base = cls(max_doc_items=None, max_content_docs=None, max_text_tokens=256,
                    content_epochs=10, alternate_epochs=100, finetune_lr=1e-4, finetune_epochs=150,
                    finetune_batch_size=20, max_prompt_items=None, max_valid_users=None, patience=None,
