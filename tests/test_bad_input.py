@@ -114,8 +114,9 @@ def test_run_without_training_state_takes_a_new_config(csv_data, tmp_path, capsy
     # a run with training state still refuses another config, and is left as it was
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     capsys.readouterr()
-    assert main(["train", "mf", "--out", str(out), *data_args(csv_data), "collab.epochs=3"]) == 2
-    one_line(capsys, "different config", "collab.epochs")
+    assert main(["train", "mf", "--out", str(out), *data_args(csv_data), "collab.epochs=2",
+                 "collab.batch_size=512"]) == 2
+    one_line(capsys, "different config", "collab.batch_size")
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 

@@ -87,11 +87,11 @@ def test_holdout_method_logs_epochs(data, tmp_path):
           {"multvae/train_loss": 3})
 
 
-LCREC = ["lcrec.backbone=tiny", "lcrec.text_encoder=backbone", "lcrec.max_steps=2", "lcrec.eval_every=1",
+LCREC = ["llm.backbone=tiny", "lcrec.text_encoder=backbone", "lcrec.max_steps=2", "lcrec.eval_every=1",
          "lcrec.batch_size=4", "lcrec.valid_users=4", "lcrec.test_users=6", "lcrec.num_beams=5",
          "lcrec.eval_batch_size=3",
          "lcrec.rqvae={levels: 3, codebook_size: 4, e_dim: 8, epochs: 4, batch_size: 32, eval_every: 2}"]
-CLLM4REC = ["cllm4rec.backbone=tiny", "cllm4rec.device=cpu", "cllm4rec.content_epochs=0.5",
+CLLM4REC = ["llm.backbone=tiny", "cllm4rec.device=cpu", "cllm4rec.content_epochs=0.5",
             "cllm4rec.alternate_epochs=0.5", "cllm4rec.max_content_docs=16", "cllm4rec.pretrain_batch_size=8",
             "cllm4rec.finetune_epochs=1", "cllm4rec.finetune_batch_size=8", "cllm4rec.eval_every=2",
             "cllm4rec.patience=null", "cllm4rec.max_valid_users=8", "holdout.min_count=1"]

@@ -164,8 +164,8 @@ class ExperimentConfig:
     """A registered method (llmrec.methods.registry): click (popularity, mf ... collm), sequence
     (popularity-rank, sasrec-rank, lcrec) or holdout (popularity-holdout, multvae, lightgcn-bpr, cllm4rec)."""
     seed: int = 2023
-    """Drives splits, sampling, initialisation for the click and sequence families. The holdout family does not
-    read it yet: its split takes `holdout.seed`, and Mult-VAE, LightGCN-BPR and CLLM4Rec their own fixed seeds."""
+    """Drives splits, sampling and initialisation for every method and split (the holdout split's shuffles,
+    Mult-VAE, LightGCN-BPR, LC-Rec and CLLM4Rec included): no method has a seed of its own."""
     stage1_from: str | None = None
     """A finished TALLRec run directory whose LoRA adapter stands in for stage 1 (BinLLM two-step, CoLLM), so
     one text-only tuning serves several methods, as in the papers."""
@@ -194,7 +194,7 @@ class ExperimentConfig:
     seqrank: dict = field(default_factory=dict)
     """Overrides of llmrec.collab.ranking.RankingConfig (sasrec-rank: SASRec trained for next-item ranking)."""
     lcrec: dict = field(default_factory=dict)
-    """Overrides of llmrec.methods.lcrec.recipe.LCRecConfig."""
+    """Overrides of llmrec.methods.lcrec.config.LCRecConfig."""
     multvae: dict = field(default_factory=dict)
     """Overrides of the Mult-VAE config (llmrec.collab.multvae)."""
     bpr: dict = field(default_factory=dict)

@@ -16,7 +16,7 @@ from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_file
 from llmrec.report import markdown_table
 from llmrec.methods import registry
-from llmrec.runs import Run
+from llmrec.runs import Run, RunLog
 
 def make_config(method: str, path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """The config of a registered method or variant (llmrec.methods.registry): defaults <- YAML file <-
@@ -75,7 +75,7 @@ def load_split(cfg: ExperimentConfig):
                                   **dataclasses.asdict(cfg.sequence))
     if kind == "holdout":
         from llmrec.data.holdout import get_holdout_split
-        return get_holdout_split(d.dataset, dataset_options=dataset_options, **cfg.holdout)
+        return get_holdout_split(d.dataset, dataset_options=dataset_options, **cfg.holdout, seed=cfg.seed)
     if d.dataset in ("collm", "collm-ml1m"):
         return get_click_split("collm", dataset_options=dataset_options, max_history=d.max_history,
                                warm_definition=d.warm_definition, domain=d.domain)
@@ -85,8 +85,9 @@ def load_split(cfg: ExperimentConfig):
 
 
 def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
-    """Train and test `cfg.method`; everything lands in the run directory `out` (resumed if unfinished). A new
-    run's split is built before the directory is made, so bad data leaves nothing behind."""
+    """Train and test `cfg.method`; everything lands in the run directory `out` (resumed if unfinished; a
+    finished run continues when only budget fields changed, llmrec.runs.BUDGET_FIELDS). A new run's split is built
+    before the directory is made, so bad data leaves nothing behind."""
     from llmrec import tracking
 
     out = Path(out)
@@ -102,15 +103,18 @@ def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
         split = registry.get(cfg.method).split_class().load(run.file("split"))
     else:
         split = split if split is not None else load_split(cfg)
-        split.save(run.file("split"))  # the run keeps its data: inference needs no re-split, never a different one
+        if run.main:  # the run keeps its data: inference needs no re-split, never a different one
+            split.save(run.file("split"))
     if state:  # the method's own checkpoints take it from here
-        message = f"resumed from {run.path} ({', '.join(state[:6])}{', ...' if len(state) > 6 else ''})"
-        run.log(message)
+        where = ", ".join(run.progress()) or ", ".join(state[:6]) + (", ..." if len(state) > 6 else "")
+        message = f"resumed from {run.path} at {where}"
+        run.log(f"{message} ({cfg.method} on {split.name})")
         print(message, flush=True)
+    else:
+        run.log(f"start {cfg.method} on {split.name}")
     started = time.perf_counter()
-    run.log(f"train {cfg.method} on {split.name}")
     tracker = tracking.start(cfg.report_to, run.file("tracking"), run_name=run.path.name,
-                             config=dataclasses.asdict(cfg))
+                             config=dataclasses.asdict(cfg)).with_backend(RunLog(run))  # evaluations in log.txt
     try:
         metrics = registry.get(cfg.method).train(cfg, split, run, tracker=tracker)
         tracker.scope("test").log(metrics.get("test", {}), step=0)
@@ -120,7 +124,19 @@ def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
     metrics["method"] = cfg.method
     metrics["dataset"] = split.name
     run.finish(metrics)
+    run.log(f"end: {headline(metrics)} ({metrics['seconds']} s)")
     return metrics
+
+
+HEADLINE = ("auc", "ndcg@10", "recall@20", "hr@10")
+"""The metric a run's log ends with: the first its test metrics hold (click, sequence, holdout families)."""
+
+
+def headline(metrics: dict) -> str:
+    """'test auc 0.7123': the family's headline test metric of a run's metrics."""
+    test = metrics.get("test", {})
+    key = next((k for k in HEADLINE if k in test), None)
+    return f"test {key} {test[key]:.4f}" if key is not None else "no test metric"
 
 
 def evaluate(run_dir: str | Path, parts: list[str] = ("test",)) -> dict:

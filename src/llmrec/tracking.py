@@ -88,6 +88,10 @@ class Tracker:
         """The same trackers with tags under `prefix/` (nested: 'a/b/')."""
         return Tracker(self._backends, f"{self.prefix}{prefix}/" if prefix else self.prefix)
 
+    def with_backend(self, backend) -> "Tracker":
+        """These trackers and one more (anything with log(values, step) and finish(), e.g. llmrec.runs.RunLog)."""
+        return Tracker(self._backends + [backend], self.prefix)
+
     def log(self, values: dict, step: int) -> None:
         """Log the finite numbers of `values` (others are skipped) at `step`, each tag under the prefix."""
         if not self._backends:

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from planted_data import planted_dataset  # noqa: E402
+from planted_data import cllm4rec_experiment, planted_dataset  # noqa: E402
 
 from llmrec.data.holdout import holdout_split  # noqa: E402
-from llmrec.methods.cllm4rec import CLLM4RecConfig, train_cllm4rec  # noqa: E402
+from llmrec.experiment import train  # noqa: E402
 from llmrec.methods.cllm4rec.recipe import make_accelerator  # noqa: E402
 
 
@@ -22,10 +22,10 @@ def run(out_dir: str, per_process_batch: int) -> dict:
     split = holdout_split(planted_dataset(n_users=26, per_user=10), min_count=1)
     # no pre-training: one process takes one document batch per step there, so a step's batches depend on the
     # number of processes; fine-tuning's global batch (processes x per-process batch) is what is compared
-    cfg = CLLM4RecConfig(backbone="tiny", device="cpu", content_epochs=0, alternate_epochs=0, finetune_epochs=2,
-                         finetune_batch_size=per_process_batch, finetune_lr=0.05, eval_every=2, patience=None,
-                         max_valid_users=11, eval_users_per_batch=3, init_std=0.1)
-    metrics = train_cllm4rec(cfg, split, out_dir)
+    cfg = cllm4rec_experiment(device="cpu", content_epochs=0, alternate_epochs=0, finetune_epochs=2,
+                              finetune_batch_size=per_process_batch, finetune_lr=0.05, eval_every=2, patience=None,
+                              max_valid_users=11, eval_users_per_batch=3, init_std=0.1)
+    metrics = train(cfg, out_dir, split=split)  # one run directory, written by the main process only
     history = [{k: v for k, v in h.items() if k != "train_seconds"} for h in metrics["stages"]["finetune"]["history"]]
     return {"num_processes": acc.num_processes, "process_index": acc.process_index, "history": history,
             "valid": metrics["valid"], "test": metrics["test"]}

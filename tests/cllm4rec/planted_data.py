@@ -33,3 +33,11 @@ def chance_recall(split, part: str, k: int) -> float:
     train = split.user_items("train")
     users = split.eval_users(part)
     return float(np.mean([min(1.0, k / (split.n_items - 1 - len(train[u]))) for u in users]))
+
+
+def cllm4rec_experiment(backbone: str = "tiny", seed: int = 2023, **cllm4rec):
+    """The ExperimentConfig of a CLLM4Rec run: backbone and seed are the experiment's (llm.backbone, seed), the rest
+    its `cllm4rec` section."""
+    from llmrec.config import ExperimentConfig, LLMConfig
+
+    return ExperimentConfig(method="cllm4rec", seed=seed, llm=LLMConfig(backbone=backbone), cllm4rec=dict(cllm4rec))

@@ -14,7 +14,7 @@ from llmrec.recommender import Recommender
 
 from planted_data import planted_dataset
 
-TINY = ["cllm4rec.backbone=tiny", "cllm4rec.device=cpu", "cllm4rec.content_epochs=0.5",
+TINY = ["llm.backbone=tiny", "cllm4rec.device=cpu", "cllm4rec.content_epochs=0.5",
         "cllm4rec.alternate_epochs=0.5", "cllm4rec.max_content_docs=40", "cllm4rec.pretrain_batch_size=8",
         "cllm4rec.finetune_epochs=2", "cllm4rec.finetune_batch_size=8", "cllm4rec.eval_every=2",
         "cllm4rec.patience=null", "cllm4rec.max_valid_users=10", "cllm4rec.init_std=0.1"]
@@ -105,7 +105,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(stage, data, tmp_path, c
     monkeypatch.setattr(cls, "loss", dying_loss)
     assert main(["train", "cllm4rec", "--out", str(run), *data, *TINY]) == 130
     assert "resume" in capsys.readouterr().err
-    state = run / "cllm4rec" / stage / "checkpoint" / "state.json"
+    state = run / stage / "checkpoint" / "state.json"
     assert not (run / "metrics.json").exists() and json.loads(state.read_text())["step"] == 2
     resumed = []
     monkeypatch.setattr(cls, "loss", lambda self, batch: resumed.append(1) or real_loss(self, batch))

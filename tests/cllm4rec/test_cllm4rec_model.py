@@ -143,7 +143,7 @@ def test_lora_option_trains_adapters_and_keeps_base_weights_frozen():
     from llmrec.methods.cllm4rec import CLLM4RecConfig
     from llmrec.methods.cllm4rec.recipe import build_model
 
-    model, vocab, tok = build_model(CLLM4RecConfig(backbone="tiny", device="cpu", lora=True), N_USERS, N_ITEMS)
+    model, vocab, tok = build_model(CLLM4RecConfig(device="cpu", lora=True), N_USERS, N_ITEMS, backbone="tiny")
     model.set_trainable(True, False)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("lora_A" in n for n in names) and all(n.startswith("collab.") or "lora_" in n for n in names)

@@ -148,12 +148,12 @@ def test_paper_settings_are_one_override_away():
     official = {"item_head": "dot", "finetune_reg": True, "reg_reduction": "sum", "finetune_target": "all",
                 "encoder": "llm", "finetune_lr": 1e-4, "pretrain_lr": 1e-3, "lambda_reg": 1.0,
                 "content_epochs": 10, "alternate_epochs": 100, "finetune_epochs": 150, "finetune_batch_size": 20,
-                "pretrain_batch_size": 20, "max_prompt_items": None, "patience": None, "backbone": "gpt2"}
+                "pretrain_batch_size": 20, "max_prompt_items": None, "patience": None}
     for name, value in official.items():
         assert getattr(paper, name) == value, name
     # our departures in the recipe (not the budget) are exactly these, each a field of its own
     recipe = {"item_head", "finetune_reg", "finetune_lr"}
-    budget = {"backbone", "max_doc_items", "max_content_docs", "max_text_tokens", "content_epochs",
+    budget = {"max_doc_items", "max_content_docs", "max_text_tokens", "content_epochs",
               "alternate_epochs", "finetune_epochs", "finetune_batch_size", "max_prompt_items", "max_valid_users",
               "patience"}
     differ = {f.name for f in fields(CLLM4RecConfig) if getattr(paper, f.name) != getattr(ours, f.name)}

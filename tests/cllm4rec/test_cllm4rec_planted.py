@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from llmrec.data.holdout import holdout_split
-from llmrec.methods.cllm4rec import CLLM4RecConfig, train_cllm4rec
+from llmrec.experiment import train
 from llmrec.methods.cllm4rec.baselines import popularity_baseline
 
-from planted_data import chance_recall, planted_dataset
+from planted_data import chance_recall, cllm4rec_experiment, planted_dataset
 
 # The recipe's defaults (all-items target, normalized head, regulariser summed over the batch in pre-training and
 # off in fine-tuning) at a tiny budget. Learning rates are 5x the SmolLM2 ones: a 64-wide table row grows about
 # 3x slower per Adam step than a 576-wide one, and a few dozen steps must do.
-PIPELINE = dict(backbone="tiny", device="cpu", init_std=0.1, content_epochs=1, alternate_epochs=1,
+PIPELINE = dict(device="cpu", init_std=0.1, content_epochs=1, alternate_epochs=1,
                 max_content_docs=None, max_doc_items=None, max_prompt_items=None, pretrain_lr=0.05,
                 finetune_lr=0.05, finetune_epochs=8, finetune_batch_size=16, eval_every=10, patience=None,
                 max_valid_users=None)
@@ -23,7 +23,7 @@ PIPELINE = dict(backbone="tiny", device="cpu", init_std=0.1, content_epochs=1, a
 def run(tmp_path, n_groups):
     # 200 items; with 10 groups each user likes 12 of its group's 20, popularity is flat inside the groups
     split = holdout_split(planted_dataset(n_users=80, n_items=200, n_groups=n_groups, per_user=12), min_count=1)
-    metrics = train_cllm4rec(CLLM4RecConfig(**PIPELINE), split, tmp_path / f"groups-{n_groups}")
+    metrics = train(cllm4rec_experiment(**PIPELINE), tmp_path / f"groups-{n_groups}", split=split)
     return split, metrics
 
 

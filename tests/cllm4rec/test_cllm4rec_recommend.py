@@ -11,12 +11,13 @@ from llmrec.data.holdout import holdout_split, popularity_scores, ranking_metric
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.train import predict_rows
-from llmrec.methods.cllm4rec import CLLM4Rec, CLLM4RecConfig, train_cllm4rec
+from llmrec.experiment import train as train_run
+from llmrec.methods.cllm4rec import CLLM4Rec, CLLM4RecConfig
 from llmrec.methods.cllm4rec.model import CLLM4RecModel
 from llmrec.methods.cllm4rec.tasks import RankTask, RecommendTask
 from llmrec.methods.cllm4rec.tokens import IdVocab
 
-from planted_data import planted_dataset
+from planted_data import cllm4rec_experiment, planted_dataset
 
 
 def build(split, seed=0):
@@ -91,19 +92,23 @@ def test_ranking_excludes_seen_items_and_skips_users_without_heldout():
 
 def test_train_resume_and_inference(tmp_path):
     split = holdout_split(planted_dataset(n_users=24, per_user=10), min_count=1)
-    cfg = CLLM4RecConfig(backbone="tiny", device="cpu", content_epochs=0.5, alternate_epochs=0.5,
-                         max_content_docs=40, pretrain_batch_size=8, finetune_epochs=1, finetune_batch_size=8,
-                         eval_every=2, patience=None, max_valid_users=10, eval_users_per_batch=8, init_std=0.1)
+    fields = dict(device="cpu", content_epochs=0.5, alternate_epochs=0.5, max_content_docs=40, pretrain_batch_size=8,
+                  finetune_epochs=1, finetune_batch_size=8, eval_every=2, patience=None, max_valid_users=10,
+                  eval_users_per_batch=8, init_std=0.1)
+    cfg = CLLM4RecConfig(**fields)
     out = tmp_path / "run"
-    metrics = train_cllm4rec(cfg, split, out)
+    metrics = train_run(cllm4rec_experiment(**fields), out, split=split)
     for part in ("valid", "test"):
         assert all(np.isfinite(metrics[part][k]) for k in ("recall@20", "recall@40", "ndcg@100"))
     assert metrics["valid_users"] == 10
     assert set(metrics["stages"]) == {"pretrain-content", "pretrain-alternate", "finetune"}
     saved = json.loads((out / "metrics.json").read_text())
-    assert train_cllm4rec(cfg, split, out)["test"] == saved["test"]  # a finished run is read back
+    assert train_run(cllm4rec_experiment(**fields), out, split=split)["test"] == saved["test"]  # read back
     with pytest.raises(LlmrecError, match="different config"):
-        train_cllm4rec(CLLM4RecConfig(**{**cfg.__dict__, "lambda_reg": 0.5}), split, out)
+        train_run(cllm4rec_experiment(**fields, lambda_reg=0.5), out, split=split)
+    # one run: the stages' folders and the model in it, no run of its own inside
+    assert {"config.yaml", "split", "finetune", "model.safetensors", "metrics.json"} <= {p.name for p in out.iterdir()}
+    assert not (out / "cllm4rec").exists() and not (out / "config.json").exists()
 
     rec = CLLM4Rec.load(out, split=split)
     train = split.user_items("train")
@@ -116,7 +121,7 @@ def test_train_resume_and_inference(tmp_path):
     assert rec.score([3] * 5, top, internal_ids=True) == pytest.approx([s for _, _, s in listed], abs=1e-5)
     # the loaded model ranks exactly as the evaluation did
     rank = RankTask(rec.model, rec.vocab, np.array([3]), train, 5, cfg.max_prompt_items,
-                    rec.pad_id, cfg.seed)
+                    rec.pad_id, 2023)
     assert rank.topk(predict_rows(rank, rank.n_rows, 5))[0].tolist() == top
     # and its evaluation of the test part reproduces the training run's test metrics
     assert rec.evaluate("test") == pytest.approx(saved["test"])

@@ -21,8 +21,8 @@ def split():
 
 
 def test_multvae_beats_popularity_on_a_planted_pattern(split):
-    cfg = MultVAEConfig(hidden=64, latent=16, batch_size=32, epochs=40, patience=None, progress=False, seed=0)
-    result = train_multvae(split, cfg)
+    cfg = MultVAEConfig(hidden=64, latent=16, batch_size=32, epochs=40, patience=None, progress=False)
+    result = train_multvae(split, cfg, seed=0)
     pop = popularity_baseline(split)
     assert result.test["recall@20"] > pop.test["recall@20"] + 0.2
     assert result.test["ndcg@100"] > pop.test["ndcg@100"] + 0.1
@@ -69,7 +69,7 @@ def test_killed_baseline_resumes_to_the_uninterrupted_result(which, split, tmp_p
 
     if which == "multvae":  # a checkpoint after every epoch
         module, train = multvae_module, lambda ckpt: train_multvae(split, MultVAEConfig(
-            hidden=32, latent=8, batch_size=32, epochs=6, patience=None, progress=False, seed=0), ckpt)
+            hidden=32, latent=8, batch_size=32, epochs=6, patience=None, progress=False), ckpt, seed=0)
     else:  # a checkpoint after every validation
         module, train = bpr_module, lambda ckpt: train_lightgcn_bpr(split, BPRConfig(
             dim=8, layers=2, lr=1e-2, batch_size=256, epochs=6, eval_every=2, patience=None, progress=False), ckpt)

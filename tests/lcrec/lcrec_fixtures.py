@@ -64,3 +64,14 @@ def planted_split(n_users: int, seed: int, pattern: bool = True, n_items: int = 
                           "text": ""})
     return SequenceSplit(name="planted", users=pd.DataFrame(rows), items=items, n_users=n_users + 1,
                          n_items=n_items, meta={})
+
+
+def lcrec_experiment(backbone: str = "tiny", seed: int = 2023, **lcrec):
+    """The ExperimentConfig of an LC-Rec run: the backbone and seed are the experiment's (llm.backbone, seed), the
+    rest its `lcrec` section (an RQVAEConfig given as itself)."""
+    from dataclasses import asdict, is_dataclass
+
+    from llmrec.config import ExperimentConfig, LLMConfig
+
+    section = {k: asdict(v) if is_dataclass(v) else v for k, v in lcrec.items()}
+    return ExperimentConfig(method="lcrec", seed=seed, llm=LLMConfig(backbone=backbone), lcrec=section)

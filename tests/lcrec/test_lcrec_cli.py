@@ -15,7 +15,7 @@ from llmrec.recommender import Recommender
 
 from synthetic import CSV_OPTIONS
 
-LCREC_TINY = ["lcrec.backbone=tiny", "lcrec.text_encoder=backbone", "lcrec.max_steps=2", "lcrec.eval_every=2",
+LCREC_TINY = ["llm.backbone=tiny", "lcrec.text_encoder=backbone", "lcrec.max_steps=2", "lcrec.eval_every=2",
               "lcrec.batch_size=4", "lcrec.valid_users=4", "lcrec.test_users=6", "lcrec.num_beams=5",
               "lcrec.eval_batch_size=3",
               "lcrec.rqvae={levels: 3, codebook_size: 4, e_dim: 8, epochs: 10, batch_size: 32, eval_every: 5}"]

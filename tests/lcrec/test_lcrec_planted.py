@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from llmrec.methods.lcrec.recipe import LCRecConfig, train_lcrec
+from llmrec.experiment import train
+from llmrec.methods.lcrec.config import RQVAEConfig
 from llmrec.methods.lcrec.recommend import LCRecRecommender
-from llmrec.methods.lcrec.rqvae import RQVAEConfig
 
-from lcrec_fixtures import planted_split
+from lcrec_fixtures import lcrec_experiment, planted_split
 
 # the efficient recipe: every item position of a sequence in one forward, the new rows at their own learning
 # rate, the compact wrapper; a random two-level index (30 items in 8 x 8 codes) instead of the RQ-VAE
-PLANTED = dict(backbone="tiny", index="random", rqvae=RQVAEConfig(levels=2, codebook_size=8),
+PLANTED = dict(index="random", rqvae=RQVAEConfig(levels=2, codebook_size=8),
                tasks={"seqrec_all_positions": 1.0}, eval_prompt="sequence", template="compact", max_history=10,
                lr=3e-3, new_token_lr=3e-2, batch_size=16, max_steps=100, eval_every=100, valid_users=20,
                test_users=50, num_beams=10, eval_batch_size=16)
@@ -20,7 +20,7 @@ PLANTED = dict(backbone="tiny", index="random", rqvae=RQVAEConfig(levels=2, code
 
 @pytest.mark.parametrize("pattern", [True, False], ids=["pattern", "shuffled-control"])
 def test_planted_next_item_is_learned_and_generated_for_held_out_users(pattern, tmp_path):
-    metrics = train_lcrec(LCRecConfig(**PLANTED), planted_split(200, seed=1, pattern=pattern), tmp_path / "run")
+    metrics = train(lcrec_experiment(**PLANTED), tmp_path / "run", split=planted_split(200, seed=1, pattern=pattern))
     # 50 new users who follow the pattern; they were in no training sample
     held_out = LCRecRecommender.load(tmp_path / "run", planted_split(50, seed=99)).evaluate("test")
     assert held_out["users"] == 50

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.methods.lcrec.recipe import LCRecConfig, apply_finetuning, ranking_metrics, train_lcrec
-from llmrec.methods.lcrec.rqvae import RQVAEConfig
+from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
+from llmrec.experiment import train
+from llmrec.methods.lcrec.recipe import apply_finetuning, ranking_metrics
 from llmrec.methods.lcrec.vocab import ItemIndex
 
-from lcrec_fixtures import synthetic_split
+from lcrec_fixtures import lcrec_experiment, synthetic_split
 
-SMALL = dict(backbone="tiny", text_encoder="backbone", max_steps=4, eval_every=2, batch_size=4, valid_users=4,
+SMALL = dict(text_encoder="backbone", max_steps=4, eval_every=2, batch_size=4, valid_users=4,
              test_users=5, num_beams=5, eval_batch_size=3,
              rqvae=RQVAEConfig(levels=3, codebook_size=4, e_dim=8, epochs=10, batch_size=32, eval_every=5))
 
@@ -34,7 +35,7 @@ def test_ranking_metrics_formulas_and_intervals():
 def test_learned_index_run_writes_a_complete_run_and_resumes(tmp_path):
     split = synthetic_split()
     out = tmp_path / "run"
-    m = train_lcrec(LCRecConfig(**SMALL), split, out)
+    m = train(lcrec_experiment(**SMALL), out, split=split)
     plain = {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr"}
     assert set(m["test"]) == plain | {"users", "paper_users"} | {f"{k}_{b}" for k in plain for b in ("lo", "hi")} \
         | {f"paper_{k}{b}" for k in plain for b in ("", "_lo", "_hi")}
@@ -47,16 +48,49 @@ def test_learned_index_run_writes_a_complete_run_and_resumes(tmp_path):
     assert m["index"]["collision_rate_final"] == 0.0 and m["index"]["kind"] == "learned"
     index = ItemIndex.load(out / "indices.json", n_items=split.n_items)
     assert index.collisions() == 0 and index.levels == 3
-    for f in ("metrics.json", "rqvae_report.json", "lcrec_config.yaml", "tokenizer/tokenizer.json",
+    for f in ("metrics.json", "config.yaml", "rqvae_report.json", "tokenizer/tokenizer.json",
               "adapter/adapter_config.json", "train/best/trainable.safetensors", "new_token_rows.safetensors"):
         assert (out / f).is_file(), f
-    assert train_lcrec(LCRecConfig(**SMALL), split, out) == json.loads((out / "metrics.json").read_text())
+    # one run: no run directory of its own inside, no config or metrics of its own
+    assert not (out / "lcrec").exists() and not (out / "lcrec_config.yaml").exists()
+    assert train(lcrec_experiment(**SMALL), out, split=split) == json.loads((out / "metrics.json").read_text())
+
+
+def test_killed_run_resumes_and_a_finished_run_continues_with_more_steps(tmp_path, monkeypatch):
+    from llmrec.llm import train as loop
+
+    split = synthetic_split()
+    small = {**SMALL, "index": "random", "max_steps": 2, "eval_every": 2}
+    # killed after its first evaluation (step 2, checkpointed): the same call resumes from there
+    out = tmp_path / "r"
+    real = loop.predict_rows
+    calls = {"n": 0}
+
+    def killed_at_test(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # 1: the validation at step 2; 2: the test
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(loop, "predict_rows", killed_at_test)
+    with pytest.raises(KeyboardInterrupt):
+        train(lcrec_experiment(**small), out, split=split)
+    monkeypatch.setattr(loop, "predict_rows", real)
+    assert not (out / "metrics.json").exists()
+    m = train(lcrec_experiment(**small), out, split=split)
+    assert m["steps"] == 2 and [h["step"] for h in m["history"]] == [2]
+    # a larger budget: the finished run continues from step 2 (not from scratch)
+    more = train(lcrec_experiment(**{**small, "max_steps": 4}), out, split=split)
+    assert more["steps"] == 4 and [h["step"] for h in more["history"]] == [2, 4]
+    log = (out / "log.txt").read_text()
+    assert "budget changed (lcrec.max_steps 2 -> 4)" in log and "at train step 2" in log
+    assert log.count(" eval sft at ") == 2 and log.count(" end: test ndcg@10 ") == 2
 
 
 def test_random_index_ablation_and_lora_trains_only_adapters_and_new_rows(tmp_path):
     split = synthetic_split()
-    m = train_lcrec(LCRecConfig(**{**SMALL, "index": "random", "max_steps": 2, "eval_every": 2}), split,
-                    tmp_path / "r")
+    m = train(lcrec_experiment(**{**SMALL, "index": "random", "max_steps": 2, "eval_every": 2}), tmp_path / "r",
+              split=split)
     assert m["index"] == {"kind": "random"} and m["steps"] == 2
     from llmrec.llm.backbones import load_backbone
     model, _ = load_backbone("tiny", device="cpu")

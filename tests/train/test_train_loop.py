@@ -156,6 +156,30 @@ def test_changed_settings_refuse_to_resume(tmp_path):
             eval_task=TinyTask(module, xe, ye))
 
 
+def test_finished_run_given_a_larger_budget_continues_as_a_straight_run(tmp_path):
+    """Budget fields (max_steps, epochs, max_samples, patience, eval_every) may change on resume: a finished run
+    given more steps continues from its checkpoint. With a schedule that does not depend on the plan (fixed
+    warm-up, decay_steps set) the result equals one straight run of the larger budget."""
+    x, y, xe, ye = data()
+
+    def run(max_steps, out, module):
+        cfg = TrainConfig(lr=0.05, batch_size=16, max_steps=max_steps, eval_every=4, patience=None, warmup_steps=2,
+                          decay_steps=40)
+        return fit(TinyTask(module, x, y), 200, 60, lambda s: {"auc": auc(ye.numpy(), s)}, cfg, out,
+                   eval_task=TinyTask(module, xe, ye))
+
+    m_ref = make_mlp(seed=0)
+    ref = run(16, tmp_path / "straight", m_ref)
+    first = run(8, tmp_path / "grown", make_mlp(seed=0))
+    assert first.steps == 8
+    m_cont = make_mlp(seed=0)
+    cont = run(16, tmp_path / "grown", m_cont)
+    assert cont.steps == 16 and len(cont.step_seconds) == 8  # only the new steps ran
+    assert cont.best_step == ref.best_step and cont.best_metrics == ref.best_metrics
+    assert [h["step"] for h in cont.history] == [h["step"] for h in ref.history]
+    assert same(params(m_cont), params(m_ref))
+
+
 def test_warmup_then_cosine_once_for_the_whole_run(tmp_path):
     x, y, _, _ = data()
     base, warmup, total = 0.1, 4, 30  # 30 steps of 16 rows over 200 rows: 2.5 epochs, warm-up not restarted

@@ -56,8 +56,6 @@ class MultVAEConfig:
     """Maximum passes over the users."""
     patience: int | None = 50
     """Stop after this many epochs without a validation NDCG@100 gain; None never stops early."""
-    seed: int = 98765
-    """Seeds initialisation, shuffling, dropout and the reparameterisation noise (the notebook's seed)."""
     eval_batch_size: int = 1024
     """Users per scoring batch."""
     progress: bool = True
@@ -127,7 +125,8 @@ def dense_rows(matrix, users: np.ndarray, device=None) -> torch.Tensor:
 
 
 def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
-                  checkpoint: str | Path | None = None, tracker: Tracker | None = None) -> MultVAEResult:
+                  checkpoint: str | Path | None = None, tracker: Tracker | None = None,
+                  seed: int = 2023) -> MultVAEResult:
     """Train Mult-VAE on the split's train pairs, select the best validation NDCG@100 epoch, score the test part.
 
     `checkpoint`: a file written after every epoch (`llmrec.collab.checkpoint`); when it exists, training resumes
@@ -137,7 +136,7 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
     tracker = scoped(tracker, "")
     if split.n_items < 3:
         raise LlmrecError(f"{split.name}: Mult-VAE needs at least two items")
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)  # the experiment's seed: initialisation, shuffling, dropout, noise
     model = MultVAE(split.n_items, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train = split.matrix("train")
@@ -146,7 +145,7 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
     anneal = config.anneal_steps or max(1, round(0.75 * config.epochs * steps_per_epoch / config.beta_cap))
     score = lambda batch: model.scores(dense_rows(train, batch))  # noqa: E731
 
-    gen = np.random.default_rng(config.seed)
+    gen = np.random.default_rng(seed)
     best, best_state, best_epoch, bad, updates = -math.inf, None, 0, 0, 0
     history: list[dict] = []
     first = 1

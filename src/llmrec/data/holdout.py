@@ -43,7 +43,8 @@ SELECTION = "recall@20+recall@40+ndcg@100"
 
 @dataclass
 class HoldoutConfig:
-    """How a holdout split is made (its fields are `holdout_split`'s keyword arguments)."""
+    """How a holdout split is made: the experiment's `holdout` section. The per-user shuffles are seeded by the
+    experiment's `seed` (`HoldoutSplitConfig` adds it), as every method's randomness is."""
 
     threshold: float = 3.0
     """Keep interactions with rating strictly above this (CLLM4Rec: > 3)."""
@@ -51,8 +52,6 @@ class HoldoutConfig:
     """k-core: users and items need at least this many kept interactions (repeated until stable); 1 = no filter."""
     fractions: tuple = (0.8, 0.1, 0.1)
     """Per-user shares of train, valid and test."""
-    seed: int = 2023
-    """Seeds the per-user shuffles."""
 
     def __post_init__(self):
         self.fractions = tuple(float(f) for f in self.fractions)
@@ -63,6 +62,15 @@ class HoldoutConfig:
             raise LlmrecError(f"holdout fractions: the train share must be > 0, got {self.fractions}")
         if self.min_count < 1:
             raise LlmrecError(f"holdout min_count must be >= 1, got {self.min_count}")
+
+
+@dataclass
+class HoldoutSplitConfig(HoldoutConfig):
+    """`HoldoutConfig` and the seed: what one split is a function of (`holdout_split`'s keyword arguments, the
+    cache key)."""
+
+    seed: int = 2023
+    """Seeds the per-user shuffles (the experiment's `seed`)."""
 
 
 @dataclass
@@ -157,7 +165,7 @@ def cut_points(n: int, fractions: tuple) -> tuple[int, int]:
 def holdout_split(ds: Dataset, *, threshold: float = 3.0, min_count: int = 5, fractions=(0.8, 0.1, 0.1),
                   seed: int = 2023) -> HoldoutSplit:
     """The per-user random train / valid / test split of `ds` (see the module docstring)."""
-    cfg = HoldoutConfig(threshold=threshold, min_count=min_count, fractions=fractions, seed=seed)
+    cfg = HoldoutSplitConfig(threshold=threshold, min_count=min_count, fractions=fractions, seed=seed)
     inter = ds.interactions
     # implicit data (one rating for every row, e.g. none given): every interaction is a positive
     rating = inter["rating"].to_numpy(np.float64)
@@ -206,7 +214,7 @@ def get_holdout_split(name: str, *, dataset_options: dict | None = None, refresh
     """`holdout_split(load_dataset(name, **dataset_options), **options)`, built once and cached (atomically)
     under home()/splits/."""
     dataset_options = dict(dataset_options or {})
-    cfg = split_config(HoldoutConfig, options, f"{name} holdout split")
+    cfg = split_config(HoldoutSplitConfig, options, f"{name} holdout split")
     return cached_split("holdout", name, dataset_options, cfg, HoldoutSplit, holdout_split, refresh=refresh,
                         version=HOLDOUT_VERSION)
 

@@ -173,6 +173,9 @@ class TrainConfig:
 
 # Fields that do not change which batches are seen or which parameters come out; they may differ on resume.
 _COSMETIC_FIELDS = {"log_every", "num_workers", "eval_batch_size", "checkpoint_every"}
+# The budget: how long the loop runs and how often it evaluates. It may change on resume, and a finished run given
+# more continues (with the default schedule the lr then follows the new plan from the step it resumed at).
+_BUDGET_FIELDS = {"max_steps", "epochs", "max_samples", "patience", "eval_every"}
 # Fields added after checkpoints were first written: left out of the resume key at their defaults, so that
 # checkpoints written before them still resume.
 _LATER_FIELDS = {"schedule": "cosine", "min_lr": 0.0, "warmup_start_lr": 0.0, "epoch_steps": 50,
@@ -556,12 +559,16 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
         if saved.get("version") != CHECKPOINT_VERSION:
             raise LlmrecError(f"{ckpt_dir}: checkpoint version {saved.get('version')}, "
                               f"this llmrec writes {CHECKPOINT_VERSION}; delete it to start over")
-        diff = sorted(k for k in run_key.keys() | saved["run"].keys() if run_key.get(k) != saved["run"].get(k))
+        diff = sorted(k for k in run_key.keys() | saved["run"].keys()
+                      if k not in _BUDGET_FIELDS and run_key.get(k) != saved["run"].get(k))
         if diff:
             k = diff[0]
             raise LlmrecError(f"{ckpt_dir}: written with {k}={saved['run'].get(k)!r}, now {run_key.get(k)!r} "
                               f"(differing: {', '.join(diff)}); use the same settings or delete it")
-        s.update(saved)
+        s.update(saved, run=run_key)
+        if s["finished"] and s["step"] < total and not (config.patience is not None
+                                                        and s["evals_without_gain"] >= config.patience):
+            s.update(finished=False, stopped_early=False)  # a larger budget: the finished run continues
         load_trainable(module, ckpt_dir / TRAINABLE_FILE)
         opt = torch.load(ckpt_dir / "optim.pt", map_location="cpu", weights_only=True)
         optimizer.load_state_dict(opt["optimizer"])

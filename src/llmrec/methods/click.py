@@ -22,7 +22,6 @@ from llmrec.llm import train as loop
 from llmrec.llm.prompts import Prompt, PromptBuilder, template_for
 from llmrec.llm.scoring import ScoringConfig, YesScorer
 from llmrec.metrics import auc, frame_metrics, uauc
-from llmrec.paths import atomic_dir, atomic_file
 from llmrec.runs import Run
 from llmrec.tracking import Tracker, scoped
 
@@ -151,9 +150,9 @@ def add_lora(model, cfg: ExperimentConfig):
                                             target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
 
 
-def save_adapter(peft_model, path: Path) -> None:
-    with atomic_dir(path) as tmp:
-        peft_model.save_pretrained(str(tmp))
+def save_adapter(peft_model, run: Run) -> None:
+    """The run's `adapter/` (peft), written through the run (atomically, main process only)."""
+    run.write_dir("adapter", lambda tmp: peft_model.save_pretrained(str(tmp)))
 
 
 def load_adapter(model, path: Path, trainable: bool = False):
@@ -245,8 +244,7 @@ TEST_SCORES = "test_scores.parquet"
 def save_test_scores(run: Run, frame: pd.DataFrame, scores: np.ndarray) -> None:
     out = frame[[c for c in ("user_id", "item_id", "label", "warm") if c in frame.columns]].copy()
     out["score"] = np.asarray(scores, dtype=np.float64)
-    with atomic_file(run.file(TEST_SCORES)) as tmp:
-        out.to_parquet(tmp, index=False)
+    run.write(TEST_SCORES, lambda tmp: out.to_parquet(tmp, index=False))
 
 
 def test_metrics(module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts, split: ClickSplit,

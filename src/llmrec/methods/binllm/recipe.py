@@ -87,7 +87,7 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
         stage = cfg.stage2 if cfg.binllm.tuning == "two_step" else cfg.stage1
         out["stage2"] = stage_summary(train_stage("stage2", run, model, scorer, prompts, split, stage, cfg.seed,
                                                   tracker))
-    save_adapter(model, run.file("adapter"))
+    save_adapter(model, run)
     out["test"] = test_metrics(model, scorer, prompts, split, cfg, run)
     return out
 

@@ -49,8 +49,6 @@ class BPRConfig:
     """Epochs between validations."""
     patience: int | None = 10
     """Validations without gain before stopping; None never stops early."""
-    seed: int = 2020
-    """Seeds initialisation, order and negative sampling."""
     eval_batch_size: int = 1024
     """Users per scoring batch."""
     progress: bool = True
@@ -83,7 +81,8 @@ def sample_negatives(users: np.ndarray, train_items: list[np.ndarray], n_items: 
 
 
 def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
-                       checkpoint: str | Path | None = None, tracker: Tracker | None = None) -> BaselineResult:
+                       checkpoint: str | Path | None = None, tracker: Tracker | None = None,
+                       seed: int = 2023) -> BaselineResult:
     """LightGCN trained with BPR on the split's train pairs; best validation weights scored on the test part.
 
     `checkpoint`: a file written after every validation (`llmrec.collab.checkpoint`); when it exists, training
@@ -91,7 +90,7 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
     lr, samples_per_s every epoch and valid_<metric> at validations."""
     config = config or BPRConfig()
     tracker = scoped(tracker, "")
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)  # the experiment's seed: initialisation, order, negative sampling
     model = LightGCN(split.n_users, split.n_items, LightGCNConfig(dim=config.dim, layers=config.layers,
                                                                     init_std=config.init_std))
     pairs_u = split.train["user_id"].to_numpy(np.int64)
@@ -99,7 +98,7 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
     model.set_graph(pairs_u, pairs_i)
     train_items = split.user_items("train")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed)
     final = {}
 
     def score(users):

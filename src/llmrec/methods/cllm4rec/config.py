@@ -1,6 +1,6 @@
 """CLLM4Rec settings. The defaults are a small CPU budget for ml-100k with the embedded SmolLM2-135M (about 15
 minutes on 2 cores; configs/cllm4rec-ml100k.yaml is designed for under 30); `CLLM4RecConfig.paper()` gives the
-official run's settings (GPT-2, many epochs, GPUs).
+official run's settings (many epochs, GPUs; with `llm.backbone=gpt2`).
 
 Our departures from the official recipe, each one field away from it (`paper()` sets the official value):
 `item_head` ("normalized"; official "dot"), `finetune_reg` (False; official True), `finetune_lr` (1e-2; official
@@ -20,13 +20,10 @@ ENCODERS = ("llm", "mean")
 
 @dataclass
 class CLLM4RecConfig:
-    """Backbone, ID tokens, pre-training, recommendation fine-tuning and evaluation of CLLM4Rec."""
+    """ID tokens, pre-training, recommendation fine-tuning and evaluation of CLLM4Rec. The backbone, its dtype and
+    the seed are the experiment's (`llm.backbone`, `llm.dtype`, `seed`), as for every method."""
 
-    # -- backbone and ID tokens
-    backbone: str = "smollm2-135m"
-    """Backbone name for `llmrec.llm.load_backbone` (embedded name, local directory or Hugging Face id)."""
-    dtype: str = "auto"
-    """Backbone dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16."""
+    # -- device and ID tokens
     device: str = "auto"
     """Device: auto (CUDA when available), cpu, cuda, cuda:0 ... (under `accelerate launch`, the process's own)."""
     init_std: float | None = None
@@ -119,9 +116,6 @@ class CLLM4RecConfig:
     new_user: str = "mean"
     """User token of a user unknown at training time: "mean" (mean of the trained user embeddings) or "zero"."""
 
-    seed: int = 2023
-    """Seeds the ID-token initialisation, document sampling, batch order and prompt sampling."""
-
     def validate(self) -> None:
         def bad(name, why):
             raise LlmrecError(f"CLLM4RecConfig.{name}: {why} (got {getattr(self, name)!r})")
@@ -153,10 +147,11 @@ class CLLM4RecConfig:
 
     @classmethod
     def paper(cls, **overrides) -> "CLLM4RecConfig":
-        """The official run: GPT-2 frozen, content LM 10 epochs then 100 alternating rounds at lr 1e-3, batch 20,
-        regulariser summed over the batch; fine-tuning on all train items with the raw dot-product item head and
-        the regulariser on, lr 1e-4 for up to 150 epochs selected on the full validation set."""
-        base = cls(backbone="gpt2", max_doc_items=None, max_content_docs=None, max_text_tokens=256,
+        """The official run (with `llm.backbone=gpt2`): GPT-2 frozen, content LM 10 epochs then 100 alternating
+        rounds at lr 1e-3, batch 20, regulariser summed over the batch; fine-tuning on all train items with the raw
+        dot-product item head and the regulariser on, lr 1e-4 for up to 150 epochs selected on the full validation
+        set."""
+        base = cls(max_doc_items=None, max_content_docs=None, max_text_tokens=256,
                    content_epochs=10, alternate_epochs=100, finetune_lr=1e-4, finetune_epochs=150,
                    finetune_batch_size=20, max_prompt_items=None, max_valid_users=None, patience=None,
                    item_head="dot", reg_reduction="sum", finetune_target="all", finetune_reg=True, encoder="llm")

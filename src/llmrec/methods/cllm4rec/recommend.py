@@ -11,8 +11,6 @@ Items already known for the user (train items, or the given items) are excluded 
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,8 +32,9 @@ class CLLM4Rec(Serving):
     when loaded from a run, for `evaluate`)."""
 
     def __init__(self, model: CLLM4RecModel, vocab: IdVocab, train_items: list[np.ndarray], config: CLLM4RecConfig,
-                 pad_id: int, items: pd.DataFrame | None = None, split: HoldoutSplit | None = None):
+                 pad_id: int, items: pd.DataFrame | None = None, split: HoldoutSplit | None = None, seed: int = 2023):
         self.model, self.vocab, self.train_items, self.config, self.pad_id = model, vocab, train_items, config, pad_id
+        self.seed = seed
         self.items = items
         self.split = split
         self.item_titles = {} if items is None else dict(zip(items["item_id"].tolist(), items["title"].tolist()))
@@ -45,36 +44,35 @@ class CLLM4Rec(Serving):
         known = range(1, model.n_users)
         self.ids = RunIds.of_split(split, known) if split is not None else RunIds(model.n_users, model.n_items, known)
         self._ranker = RankTask(model, vocab, np.zeros(0, dtype=np.int64), train_items, 1, config.max_prompt_items,
-                                pad_id, config.seed)
+                                pad_id, seed)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu", split: HoldoutSplit | None = None) -> "CLLM4Rec":
-        """A finished run directory of `train_cllm4rec` (config.json, model.safetensors, train/items parquet)."""
+    def load(cls, run, device: str = "cpu", split: HoldoutSplit | None = None) -> "CLLM4Rec":
+        """A finished CLLM4Rec run (a `Run` or its directory): config.yaml, model.safetensors and the run's split
+        (read from split/ unless given)."""
         from safetensors.torch import load_file
 
-        from llmrec.methods.cllm4rec.recipe import build_model
+        from llmrec.methods.cllm4rec.recipe import MODEL_FILE, build_model, cllm4rec_config
+        from llmrec.runs import Run, open_run
 
-        run_dir = Path(run_dir)
-        for name in ("config.json", "model.safetensors", "train.parquet", "items.parquet"):
-            if not (run_dir / name).is_file():
-                raise LlmrecError(f"{run_dir}: not a finished CLLM4Rec run (no {name})")
-        identity = json.loads((run_dir / "config.json").read_text())
-        config = CLLM4RecConfig.from_dict(identity["config"])
-        n_users, n_items = identity["split"]["n_users"], identity["split"]["n_items"]
-        model, vocab, tokenizer = build_model(config, n_users, n_items, device)
-        saved = load_file(str(run_dir / "model.safetensors"))
+        run = run if isinstance(run, Run) else open_run(run)
+        if not run.has(MODEL_FILE):
+            raise LlmrecError(f"{run.path}: not a finished CLLM4Rec run (no {MODEL_FILE})")
+        experiment = run.config
+        config = cllm4rec_config(experiment)
+        split = split if split is not None else HoldoutSplit.load(run.file("split"))
+        model, vocab, tokenizer = build_model(config, split.n_users, split.n_items, device,
+                                              backbone=experiment.llm.backbone, dtype=experiment.llm.dtype,
+                                              seed=experiment.seed)
+        saved = load_file(str(run.file(MODEL_FILE)))
         missing, unexpected = model.load_state_dict(saved, strict=False)
         wanted = [n for n in missing if not n.startswith("backbone.") or "lora_" in n]
         if wanted or unexpected:
-            raise LlmrecError(f"{run_dir}/model.safetensors: does not match the model "
+            raise LlmrecError(f"{run.file(MODEL_FILE)}: does not match the model "
                               f"(missing {wanted[:3]}, unexpected {list(unexpected)[:3]})")
         model.eval()
-        train = pd.read_parquet(run_dir / "train.parquet")
-        lists = [np.zeros(0, dtype=np.int64) for _ in range(n_users)]
-        for user, frame in train.groupby("user_id", sort=False):
-            lists[int(user)] = frame["item_id"].to_numpy(np.int64)
-        return cls(model, vocab, lists, config, tokenizer.pad_token_id, pd.read_parquet(run_dir / "items.parquet"),
-                   split)
+        return cls(model, vocab, split.user_items("train"), config, tokenizer.pad_token_id, split.items, split,
+                   experiment.seed)
 
     def _device(self):
         return self.model.collab.item.weight.device
@@ -146,11 +144,11 @@ class CLLM4Rec(Serving):
         if not len(users):
             raise LlmrecError(f"{self.split.name}: no user has {part} items to evaluate")
         held = self.split.user_items(part)
-        top = rank_users(self.model, self.vocab, users, self.train_items, self.config, self.pad_id)
+        top = rank_users(self.model, self.vocab, users, self.train_items, self.config, self.pad_id, self.seed)
         return ranking_metrics(top, [held[u] for u in users], intervals=True)
 
 
 def load_recommender(run, split: HoldoutSplit) -> CLLM4Rec:
     """The trained CLLM4Rec of a finished run: `recommend(user, k, candidates)`, `recommend_for_items(items, k)`,
     `evaluate(part)`."""
-    return CLLM4Rec.load(run.file("cllm4rec"), device="auto", split=split)
+    return CLLM4Rec.load(run, device="auto", split=split)

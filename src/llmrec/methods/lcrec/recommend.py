@@ -1,11 +1,12 @@
 """Inference from a finished LC-Rec run directory (`llmrec recommend RUN --user U -k K`).
 
-    rec = LCRecRecommender.load("runs/lcrec/lcrec", split)
+    rec = LCRecRecommender.load("runs/lcrec", split)
     rec.recommend(user=1, k=10)       # [(item_id, title, log-probability), ...], items the user has not had
 
 The model is rebuilt exactly as it was trained: backbone, the index tokens added (ids checked against the run),
 the added rows' initial embeddings restored, the same LoRA (or full) wrapping, then the selected trainable state
-(`train/best/trainable.safetensors`) loaded. `evaluate(part)` therefore reproduces the run's metrics.
+(`train/best/trainable.safetensors`) loaded; backbone, dtype and seed are the run's `llm.backbone`, `llm.dtype`
+and `seed` (config.yaml). `evaluate(part)` therefore reproduces the run's metrics.
 
 Recommendations continue the user's known past (train + valid + test items, see `llmrec.methods.sequence`):
 the constrained beam search leaves those items out of the trie (at least the run's `num_beams` beams), so k
@@ -15,17 +16,16 @@ the best k are returned, seen or not; `score` gives (user, item) pairs that same
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.generate import constrained_beam_search, score_all_items
-from llmrec.methods.lcrec.recipe import (LCRecConfig, apply_finetuning, eval_user_rows, evaluate_users,
-                                         generation_prompt, seqrec_eval_task)
+from llmrec.methods.lcrec.config import LCRecConfig
+from llmrec.methods.lcrec.recipe import (apply_finetuning, eval_user_rows, evaluate_users, generation_prompt,
+                                         seqrec_eval_task)
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
 from llmrec.methods.sequence import SequenceUsers
@@ -34,8 +34,9 @@ from llmrec.serving import Serving
 
 class LCRecRecommender(Serving):
     def __init__(self, model, tokenizer, index: ItemIndex, token_table: np.ndarray, config: LCRecConfig,
-                 split: SequenceSplit):
+                 split: SequenceSplit, seed: int):
         self.model, self.tok, self.index, self.cfg, self.split = model, tokenizer, index, config, split
+        self.seed = seed
         self.token_table = token_table
         self.trie = IndexTrie(token_table, eos_token_id=tokenizer.eos_token_id)
         self.users = SequenceUsers(split)
@@ -43,30 +44,30 @@ class LCRecRecommender(Serving):
         self.method = "lcrec"
 
     @classmethod
-    def load(cls, lcrec_dir: str | Path, split: SequenceSplit) -> "LCRecRecommender":
-        """Rebuild the trained model of a `train_lcrec` output directory."""
+    def load(cls, run, split: SequenceSplit) -> "LCRecRecommender":
+        """Rebuild the trained model of an LC-Rec run (a `Run` or its directory)."""
         from safetensors.torch import load_file
 
-        from llmrec.config import from_dict
         from llmrec.llm.backbones import load_backbone
         from llmrec.llm.train import TRAINABLE_FILE, load_trainable
+        from llmrec.methods.lcrec.recipe import NEW_ROWS_FILE, TRAIN_DIR, lcrec_config
+        from llmrec.runs import Run, open_run
 
-        d = Path(lcrec_dir)
-        needed = [d / "lcrec_config.yaml", d / "indices.json", d / "new_token_rows.safetensors",
-                  d / "train" / "best" / TRAINABLE_FILE]
+        run = run if isinstance(run, Run) else open_run(run)
+        needed = [run.file("indices.json"), run.file(NEW_ROWS_FILE), run.file(TRAIN_DIR) / "best" / TRAINABLE_FILE]
         missing = [str(p) for p in needed if not p.is_file()]
         if missing:
             raise LlmrecError(f"{missing[0]}: missing from the LC-Rec run (was it trained to the end?)")
-        cfg = from_dict(LCRecConfig, yaml.safe_load(needed[0].read_text()), str(needed[0]))
-        cfg.validate()
-        model, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, device=cfg.device)
-        index = ItemIndex.load(needed[1], n_items=split.n_items)
+        experiment = run.config
+        cfg, backbone = lcrec_config(experiment), experiment.llm.backbone
+        model, tok = load_backbone(backbone, dtype=experiment.llm.dtype, device=cfg.device)
+        index = ItemIndex.load(needed[0], n_items=split.n_items)
         token_ids = add_index_tokens(model, tok, index)
-        rows = load_file(str(needed[2]))
+        rows = load_file(str(needed[1]))
         ids = sorted(token_ids.values())
         if rows["token_ids"].tolist() != ids:
-            raise LlmrecError(f"{needed[2]}: the index tokens got other ids than in training "
-                              f"(backbone {cfg.backbone!r} changed?)")
+            raise LlmrecError(f"{needed[1]}: the index tokens got other ids than in training "
+                              f"(backbone {backbone!r} changed?)")
         with torch.no_grad():  # LoRA trains only deltas of these rows: restore the rows they were added to
             emb = model.get_input_embeddings().weight
             emb[ids] = rows["input"].to(emb.device, emb.dtype)
@@ -74,9 +75,9 @@ class LCRecRecommender(Serving):
                 head = model.get_output_embeddings().weight
                 head[ids] = rows["output"].to(head.device, head.dtype)
         model = apply_finetuning(model, cfg, ids)
-        load_trainable(model, needed[3])
+        load_trainable(model, needed[2])
         model.eval()
-        return cls(model, tok, index, index_token_ids(index, token_ids), cfg, split)
+        return cls(model, tok, index, index_token_ids(index, token_ids), cfg, split, experiment.seed)
 
     @property
     def _eos(self) -> int | None:
@@ -111,7 +112,7 @@ class LCRecRecommender(Serving):
 
     def evaluate(self, part: str = "test") -> dict:
         """The run's metrics on its valid or test users (as in training; test with the paper_ view too)."""
-        rows = eval_user_rows(self.cfg, len(self.split.users), part)
+        rows = eval_user_rows(self.cfg, self.seed, len(self.split.users), part)
         task = seqrec_eval_task(self.model, self.tok, self.split, self.index, self.trie, self.cfg, rows, part,
                                 paper_view=part == "test")
         return evaluate_users(task, self.cfg.eval_batch_size, valid=part == "valid")
@@ -119,4 +120,4 @@ class LCRecRecommender(Serving):
 
 def load_recommender(run, split: SequenceSplit) -> LCRecRecommender:
     """The trained LC-Rec of a finished run: `recommend(user, k, candidates)` and `evaluate(part)`."""
-    return LCRecRecommender.load(run.file("lcrec"), split)
+    return LCRecRecommender.load(run, split)

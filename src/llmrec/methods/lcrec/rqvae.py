@@ -38,67 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.config import RQVAEConfig  # defined without torch, for the typed configs
 from llmrec.methods.lcrec.vocab import ItemIndex
 from llmrec.tracking import Tracker, scoped
-
-
-@dataclass
-class RQVAEConfig:
-    """RQ-VAE architecture, training and index-generation settings (defaults: the official run script)."""
-
-    levels: int = 4
-    """Number of residual quantisation levels (tokens per item)."""
-    codebook_size: int = 256
-    """Codes per level (capped at the number of items)."""
-    e_dim: int = 32
-    """Dimension of the latent and of every code vector."""
-    hidden: tuple[int, ...] | None = None
-    """Encoder hidden widths (decoder mirrored); None: the size rule in the module docstring."""
-    beta: float = 0.25
-    """Weight of the commitment term inside each level's quantisation loss."""
-    quant_loss_weight: float = 1.0
-    """Weight of the mean quantisation loss against the reconstruction MSE."""
-    kmeans_init: bool = True
-    """Initialise each codebook by k-means on its level's residuals of the first batch (else uniform +-1/K)."""
-    kmeans_iters: int = 100
-    """Maximum k-means iterations (scikit-learn KMeans, one initialisation, seeded)."""
-    sinkhorn: bool = True
-    """Uniform semantic mapping: Sinkhorn-Knopp assignments on the last level during training."""
-    sk_epsilon: float = 0.003
-    """Sinkhorn entropy regularisation epsilon (distances rescaled to [-1, 1] first)."""
-    sk_iters: int = 50
-    """Sinkhorn-Knopp iterations."""
-    collision_rounds: int = 20
-    """Rounds of Sinkhorn re-assignment of colliding groups at index generation (0: none)."""
-    epochs: int = 1000
-    """Training epochs (a CPU budget; the official run: 10000, the paper's checkpoint: epoch 5000). On ml-100k
-    with MiniLM the collision rate stops changing after ~100 epochs."""
-    batch_size: int = 1024
-    """Items per training batch."""
-    lr: float = 1e-3
-    """AdamW learning rate."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    warmup_epochs: int = 50
-    """Linear warm-up length in epochs (then linear decay to 0)."""
-    max_grad_norm: float | None = 1.0
-    """Gradient-norm clipping (official: 1.0); None disables."""
-    eval_every: int = 50
-    """Measure the collision rate every this many epochs and keep the state with the lowest one."""
-    seed: int = 2024
-    """Seeds initialisation, batch order and k-means (official: 2024)."""
-
-    def validate(self) -> None:
-        for name in ("levels", "codebook_size", "e_dim", "epochs", "batch_size", "eval_every", "sk_iters",
-                     "kmeans_iters"):
-            if getattr(self, name) < 1:
-                raise LlmrecError(f"RQVAEConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.collision_rounds < 0 or self.warmup_epochs < 0:
-            raise LlmrecError("RQVAEConfig.collision_rounds and warmup_epochs must be >= 0")
-        if not self.sk_epsilon > 0:
-            raise LlmrecError(f"RQVAEConfig.sk_epsilon must be > 0, got {self.sk_epsilon}")
-        if self.hidden is not None and any(int(h) < 1 for h in self.hidden):
-            raise LlmrecError(f"RQVAEConfig.hidden: widths must be >= 1, got {self.hidden}")
 
 
 def default_hidden(in_dim: int, e_dim: int) -> list[int]:

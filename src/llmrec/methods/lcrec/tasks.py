@@ -39,18 +39,15 @@ import torch.nn.functional as F
 
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.config import PROMPT_KINDS, SEQUENCE_TASK, TASKS
 from llmrec.methods.lcrec.embeddings import clean_text
 from llmrec.methods.lcrec.generate import constrained_beam_search
 from llmrec.methods.lcrec.templates import SEQUENCE_INSTRUCTION, TEMPLATES, WRAPPERS
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex
 
-SEQUENCE_TASK = "seqrec_all_positions"
-TASKS = tuple(TEMPLATES) + (SEQUENCE_TASK,)
 NEXT_ITEM_TASKS = ("seqrec", "fusionseqrec", "itemsearch", SEQUENCE_TASK)
 """Tasks whose index responses are next-item targets (counted in `Sample.targets`)."""
-PROMPT_KINDS = ("seqrec", "sequence")
-"""Evaluation prompts: the paper's seqrec template 0, or ours, the all-positions prompt continued."""
 TEXT_TASKS = ("itemsearch", "preferenceobtain")
 """Tasks that need LLM-written user texts."""
 _FIELD_NAMES = ("inters", "inter_titles", "item", "title", "description", "explicit_preference",

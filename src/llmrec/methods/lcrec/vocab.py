@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.config import NEW_ROW_INITS
 from llmrec.paths import atomic_file
 
 LEVEL_LETTERS = string.ascii_lowercase
@@ -124,9 +125,6 @@ class ItemIndex:
         except (OSError, json.JSONDecodeError) as exc:
             raise LlmrecError(f"{path}: cannot read index JSON ({type(exc).__name__})") from None
         return cls.from_json(data, n_items, where=str(path))
-
-
-NEW_ROW_INITS = ("normal", "matched", "mean")
 
 
 def add_index_tokens(model, tokenizer, index: ItemIndex, *, init: str = "normal", seed: int = 0) -> dict[str, int]:

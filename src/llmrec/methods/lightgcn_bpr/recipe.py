@@ -18,7 +18,7 @@ def train(cfg, split: HoldoutSplit, run, tracker: Tracker | None = None) -> dict
 
     config = from_dict(BPRConfig, cfg.bpr, "bpr")
     result = train_lightgcn_bpr(split, config, checkpoint=run.file("checkpoint.safetensors"),
-                                tracker=scoped(tracker, "bpr"))
+                                tracker=scoped(tracker, "bpr"), seed=cfg.seed)
     return save_result(run, "lightgcn-bpr", config, result)
 
 

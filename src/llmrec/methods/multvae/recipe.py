@@ -21,7 +21,7 @@ def train(cfg, split: HoldoutSplit, run, tracker: Tracker | None = None) -> dict
 
     config = from_dict(MultVAEConfig, cfg.multvae, "multvae")
     result = train_multvae(split, config, checkpoint=run.file("checkpoint.safetensors"),
-                           tracker=scoped(tracker, "multvae"))
+                           tracker=scoped(tracker, "multvae"), seed=cfg.seed)
     return save_result(run, "multvae", config, result, stopped_early=result.stopped_early)
 
 

@@ -6,8 +6,8 @@ optional key `seqrank.model` holds SASRec hyper-parameters over the ranking defa
 (e.g. `seqrank.model={dim: 64, blocks: 2}`).
 
 Test metrics (full ranking over every item), each with its 95% bootstrap interval over users:
-- `test`: the users LC-Rec scores with the same config (`lcrec.test_users`, seeded by `lcrec.seed`, by default
-  the experiment seed; all users when lcrec.test_users is None, the default), so one benchmark compares the two
+- `test`: the users LC-Rec scores with the same config (`lcrec.test_users`, seeded by the experiment's `seed`;
+  all users when lcrec.test_users is None, the default), so one benchmark compares the two
   on the same users;
 - `test_all`: every user with a test item.
 Seen items follow the sequence family's one rule, `lcrec.exclude_seen` (default: the input history is excluded
@@ -56,7 +56,7 @@ def lcrec_test_rows(cfg, split: SequenceSplit) -> np.ndarray:
     """Rows of `split.users` in LC-Rec's test subset under this config (see the module docstring)."""
     from llmrec.methods.lcrec.recipe import eval_user_rows, lcrec_config
 
-    return eval_user_rows(lcrec_config(cfg), len(split.users), "test")
+    return eval_user_rows(lcrec_config(cfg), cfg.seed, len(split.users), "test")
 
 
 def subset_metrics(model, split: SequenceSplit, rows: np.ndarray, part: str, rc: RankingConfig,

@@ -28,7 +28,7 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
     model = add_lora(model, cfg)
     scorer = scorer_for(model, tokenizer, cfg)
     stage1 = train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed, tracker)
-    save_adapter(model, run.file("adapter"))
+    save_adapter(model, run)
     return {"stage1": stage_summary(stage1), "test": test_metrics(model, scorer, prompts, split, cfg, run)}
 
 
