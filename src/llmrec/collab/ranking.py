@@ -27,7 +27,7 @@ from llmrec.collab.sasrec import SASRec
 from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
-from llmrec.metrics import hit_rate, mean_interval, mrr, ndcg, rank_of_target
+from llmrec.metrics import leave_one_out_metrics, rank_of_target
 from llmrec.tracking import Tracker
 
 CHECKPOINT_FILE = "last.safetensors"
@@ -81,26 +81,6 @@ class RankingResult:
     """Test hr@1, hr@5, hr@10, ndcg@5, ndcg@10, mrr, users."""
     seconds: float = 0.0
     description: dict = field(default_factory=dict)
-
-
-def ranking_metrics(ranks, intervals: bool = False, prefix: str = "") -> dict[str, float]:
-    """HR@1/5/10, NDCG@5/10 and MRR of 1-based target ranks, one per user: the sequence family's metrics
-    (sasrec-rank, popularity-rank, LC-Rec). A rank of inf is a target never ranked (beyond LC-Rec's beam): a
-    miss at every cut-off, reciprocal rank 0 (LC-Rec's MRR is thus cut at its beam width).
-
-    intervals: also each metric's 95% bootstrap interval over users (`metrics.mean_interval` of the per-user
-    values), as {prefix}hr@10_lo / {prefix}hr@10_hi. prefix: put before every key (e.g. "paper_")."""
-    r = np.asarray(ranks, dtype=np.float64)
-    per_user = {f"hr@{k}": (r <= k).astype(np.float64) for k in (1, 5, 10)}
-    per_user.update({f"ndcg@{k}": np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0) for k in (5, 10)})
-    per_user["mrr"] = 1.0 / r
-    out = {f"{prefix}hr@{k}": hit_rate(r, k) for k in (1, 5, 10)}
-    out.update({f"{prefix}ndcg@{k}": ndcg(r, k) for k in (5, 10)})
-    out.update({f"{prefix}mrr": mrr(r), f"{prefix}users": float(len(r))})
-    if intervals:
-        for name, values in per_user.items():
-            out[f"{prefix}{name}_lo"], out[f"{prefix}{name}_hi"] = mean_interval(values)
-    return out
 
 
 def eval_sequences(split: SequenceSplit, part: str, rows=None) -> tuple[list[np.ndarray], np.ndarray]:
@@ -241,7 +221,7 @@ def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | Non
         return {"loss": total / n}
 
     def validate() -> dict:
-        return ranking_metrics(rank_targets(model, valid_hist, valid_target, config.exclude_history,
+        return leave_one_out_metrics(rank_targets(model, valid_hist, valid_target, config.exclude_history,
                                             config.eval_batch_size))
 
     def validated(record: dict) -> None:
@@ -254,7 +234,7 @@ def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | Non
                       fingerprint=fingerprint, seed=config.seed, tracker=tracker, progress=config.progress,
                       on_epoch_end=validated)
     test_hist, test_target = eval_sequences(split, "test")
-    test = ranking_metrics(rank_targets(model, test_hist, test_target, config.exclude_history,
+    test = leave_one_out_metrics(rank_targets(model, test_hist, test_target, config.exclude_history,
                                         config.eval_batch_size))
     return RankingResult(model=model, state_dict=loop.best_state, best_epoch=loop.best_epoch,
                          best_valid_ndcg10=loop.best_value, history=loop.history, stopped_early=loop.stopped_early,

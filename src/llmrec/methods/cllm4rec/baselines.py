@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from llmrec.collab.lightgcn import LightGCN, LightGCNConfig
 from llmrec.collab.loop import run_epochs
-from llmrec.data.holdout import SELECTION, HoldoutSplit, evaluate_scores, popularity_scores
+from llmrec.data.holdout import HoldoutSplit, evaluate_scores, popularity_scores
 from llmrec.errors import LlmrecError
+from llmrec.metrics import SELECTION
 from llmrec.tracking import Tracker
 
 

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llmrec.data.holdout import METRIC_KS, SELECTION, HoldoutSplit, ranking_metrics
+from llmrec.data.holdout import HoldoutSplit
+from llmrec.metrics import METRIC_KS, SELECTION, holdout_metrics as ranking_metrics
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.train import TrainConfig, fit, predict_rows

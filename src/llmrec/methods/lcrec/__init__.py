@@ -7,12 +7,12 @@ the training / evaluation Tasks), recipe (`train_lcrec`, and `train` for `llmrec
 """
 from llmrec.methods.lcrec.generate import (BeamResult, constrained_beam_search, hf_constrained_generate,
                                            score_all_items)
-from llmrec.methods.lcrec.recipe import LCRecConfig, ranking_metrics, train_lcrec
+from llmrec.methods.lcrec.recipe import LCRecConfig, train_lcrec
 from llmrec.methods.lcrec.rqvae import RQVAE, RQVAEConfig, RQVAEResult, build_index, random_index
 from llmrec.methods.lcrec.tasks import TASKS, UserText, build_samples
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens
 
 __all__ = ["BeamResult", "constrained_beam_search", "hf_constrained_generate", "score_all_items", "LCRecConfig",
-           "ranking_metrics", "train_lcrec", "RQVAE", "RQVAEConfig", "RQVAEResult", "build_index", "random_index",
+           "train_lcrec", "RQVAE", "RQVAEConfig", "RQVAEResult", "build_index", "random_index",
            "TASKS", "UserText", "build_samples", "IndexTrie", "ItemIndex", "add_index_tokens"]

@@ -53,7 +53,7 @@ import yaml
 
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
-from llmrec.collab.ranking import ranking_metrics
+from llmrec.metrics import leave_one_out_metrics as ranking_metrics
 from llmrec.paths import atomic_dir, atomic_file, home
 from llmrec.methods.lcrec.embeddings import ENCODERS, item_embeddings
 from llmrec.methods.lcrec.rqvae import RQVAEConfig, build_index, random_index, unique_codes
