@@ -23,8 +23,7 @@ remainder bookkeeping and pads shards by repeating rows).
 
 Scope: one process or DDP over any number of processes (bf16 autocast on CUDA). FSDP / DeepSpeed sharding
 is not supported yet: the task calls its own module and checkpoints hold full tensors. For a task whose loss
-leaves some trainable parameters unused, pass `accelerator=Accelerator(kwargs_handlers=
-[DistributedDataParallelKwargs(find_unused_parameters=True)])`.
+leaves some trainable parameters unused, pass `accelerator=make_accelerator(find_unused_parameters=True)`.
 """
 from __future__ import annotations
 
@@ -42,7 +41,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import broadcast_object_list, gather_object, send_to_device, set_seed
+from accelerate.utils import (DistributedDataParallelKwargs, broadcast_object_list, gather_object, send_to_device,
+                               set_seed)
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -272,10 +272,13 @@ def load_trainable(module: torch.nn.Module, path: str | Path) -> None:
 
 # ---------------------------------------------------------------- accelerator and evaluation
 
-def make_accelerator(bf16: bool | None = None) -> Accelerator:
-    """An Accelerator with bf16 autocast when asked (None: when CUDA supports it), reusing a running state."""
+def make_accelerator(bf16: bool | None = None, find_unused_parameters: bool = False) -> Accelerator:
+    """The one Accelerator factory: bf16 autocast when asked (None: when CUDA supports it, or as `accelerate launch`
+    set it), reusing a running state. `find_unused_parameters`: DDP tolerates trainable parameters a batch leaves
+    unused (CLLM4Rec: a content batch never touches the collaborative tables); it costs a graph walk per step."""
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else None
     if AcceleratorState._shared_state:  # already initialised in this process (its precision cannot change)
-        acc = Accelerator()
+        acc = Accelerator(kwargs_handlers=handlers)
         if bf16 is not None and (acc.mixed_precision == "bf16") != bf16:
             raise LlmrecError(f"TrainConfig.bf16={bf16} but this process already runs Accelerate with "
                               f"mixed_precision={acc.mixed_precision!r}")
@@ -283,9 +286,9 @@ def make_accelerator(bf16: bool | None = None) -> Accelerator:
     if bf16 is None:
         import os
         if os.environ.get("ACCELERATE_MIXED_PRECISION"):  # set by `accelerate launch`: respect it
-            return Accelerator()
+            return Accelerator(kwargs_handlers=handlers)
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return Accelerator(mixed_precision="bf16" if bf16 else "no")
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=handlers)
 
 
 def _shard(n_rows: int, num_processes: int, index: int) -> range:

@@ -38,7 +38,7 @@ from llmrec.data.holdout import HoldoutSplit
 from llmrec.metrics import METRIC_KS, SELECTION, holdout_metrics as ranking_metrics
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
-from llmrec.llm.train import TrainConfig, fit, predict_rows
+from llmrec.llm.train import TrainConfig, fit, make_accelerator, predict_rows
 from llmrec.methods.cllm4rec.config import CLLM4RecConfig
 from llmrec.methods.cllm4rec.documents import collaborative_documents, content_documents
 from llmrec.methods.cllm4rec.model import CLLM4RecModel, inject_lora
@@ -52,22 +52,6 @@ TOP_K = 100
 PRETRAIN_CHECKPOINT_EVERY = 25
 """Pre-training has no evaluation (which is when `fit` checkpoints): checkpoint every this many steps so that a
 killed run loses at most that much of a stage."""
-
-
-def make_accelerator():
-    """An Accelerator whose DDP tolerates parameters a batch leaves unused (a content batch never touches the
-    collaborative tables); bf16 autocast on CUDA like `llmrec.llm.train.make_accelerator`."""
-    import os
-
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    if AcceleratorState._shared_state or os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return Accelerator(kwargs_handlers=handlers)
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=handlers)
 
 
 def build_model(config: CLLM4RecConfig, n_users: int, n_items: int, device=None):
@@ -118,7 +102,7 @@ def train_cllm4rec(config: CLLM4RecConfig, split: HoldoutSplit, out_dir: str | P
     if (out_dir / "metrics.json").exists() and (out_dir / "config.json").exists():
         _check_run_dir(out_dir, _identity(config, split), main=False)
         return json.loads((out_dir / "metrics.json").read_text())
-    acc = make_accelerator()
+    acc = make_accelerator(find_unused_parameters=True)  # a content batch never touches the ID tables
     _check_run_dir(out_dir, _identity(config, split), acc.is_main_process)
     acc.wait_for_everyone()
     started = time.perf_counter()
