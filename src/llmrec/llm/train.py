@@ -580,7 +580,7 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
         rng = gather_object([_rng_state()])  # every process's RNG, so each resumes its own dropout stream
         if main:
             with atomic_dir(ckpt_dir) as tmp:
-                save_file(trainable_state(module), str(tmp / TRAINABLE_FILE))
+                save_trainable(module, tmp / TRAINABLE_FILE)
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                            tmp / "optim.pt")
                 (tmp / "rng.json").write_text(json.dumps(rng))
@@ -592,7 +592,7 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
     def save_best(metrics: dict):
         if main:
             with atomic_dir(best_dir) as tmp:
-                save_file(trainable_state(module), str(tmp / TRAINABLE_FILE))
+                save_trainable(module, tmp / TRAINABLE_FILE)
                 (tmp / "best.json").write_text(json.dumps({"step": s["step"], "metrics": metrics}, indent=1))
         acc.wait_for_everyone()
 
