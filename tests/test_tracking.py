@@ -145,8 +145,8 @@ def kill_after_epoch_two(monkeypatch):
 
     save = loop.save_training_state
 
-    def killed_after_two(path, model, optimizer, best, state, scheduler=None):
-        save(path, model, optimizer, best, state, scheduler)
+    def killed_after_two(path, tensors, optimizer, state, scheduler=None):
+        save(path, tensors, optimizer, state, scheduler)
         if state["epoch"] == 2:
             raise KeyboardInterrupt
 

@@ -180,8 +180,8 @@ def test_killed_indexer_resumes_to_the_uninterrupted_index(tmp_path, monkeypatch
     whole = build_index(emb, cfg)
     save = loop.save_training_state
 
-    def killed_after_15(path, model, optimizer, best, state, scheduler=None):
-        save(path, model, optimizer, best, state, scheduler)
+    def killed_after_15(path, tensors, optimizer, state, scheduler=None):
+        save(path, tensors, optimizer, state, scheduler)
         if state["epoch"] == 15:  # after k-means, one evaluation and half a warm-up: all must come back
             raise KeyboardInterrupt
 

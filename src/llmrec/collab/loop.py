@@ -10,7 +10,7 @@ data, 1-based epoch) and `evaluate() -> {metric: value}` (validation); the loop 
 - the weights of the best evaluation are kept: strictly better than every earlier one (`higher_is_better`), so
   the first of equal values wins and a NaN never does;
 - stop after `patience` evaluations without gain (None: never early);
-- after every epoch, one checkpoint file (`llmrec.collab.checkpoint`): weights, best weights, optimizer,
+- after every epoch, one checkpoint file (`llmrec.checkpoint`): weights, best weights, optimizer,
   scheduler, CPU RNG, history and the model's own resumable state (`extra_state` / `load_extra_state`, JSON).
   Called again with the same arguments, the loop continues from it with the same batches, so a killed run ends
   as an uninterrupted one; a checkpoint written with another `fingerprint` is refused;
@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from llmrec.collab.checkpoint import load_training_state, save_training_state
+from llmrec.checkpoint import load_training_state, save_training_state
 from llmrec.errors import LlmrecError
 from llmrec.tracking import Tracker, scoped
 
@@ -79,7 +79,10 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     best_state = _copy(model)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
-        best_state, state = load_training_state(ckpt, model, optimizer, scheduler)
+        groups, state = load_training_state(ckpt, optimizer, scheduler)
+        model.load_state_dict(groups["model"])
+        best_state = groups.get("best", {})
+        torch.set_rng_state(groups["rng"]["torch"])
         if state["fingerprint"] != fingerprint:
             changed = sorted(k for k in fingerprint.keys() | state["fingerprint"].keys()
                              if state["fingerprint"].get(k) != fingerprint.get(k))
@@ -124,7 +127,8 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         if extra_state is not None:
             state["extra"] = extra_state()
         if ckpt is not None:
-            save_training_state(ckpt, model, optimizer, best_state, state, scheduler)
+            save_training_state(ckpt, {"model": model.state_dict(), "best": best_state,
+                                       "rng": {"torch": torch.get_rng_state()}}, optimizer, state, scheduler)
         bar.update(1)
         if on_epoch_end is not None:
             on_epoch_end(record)
