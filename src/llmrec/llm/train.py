@@ -11,7 +11,7 @@ Recipe: AdamW over the trainable parameters only, linear warm-up once for the wh
 `min_lr` (default 0; `schedule="official"` gives the BinLLM / CoLLM code's schedule instead, see `lr_factor`),
 evaluation every `eval_every` optimizer steps, keep the best state, stop after `patience` evaluations without
 gain. Runs plain on one CPU process or under `accelerate launch` (DDP); a killed run re-run with the same
-arguments resumes from `out_dir/checkpoint/` with the same batches (and the same place in the lr schedule).
+arguments resumes from `out_dir/checkpoint/` (`llmrec.checkpoint`'s format) with the same batches (and the same place in the lr schedule).
 
 Distributed layout: each optimizer step consumes `grad_accum_steps` global micro-batches of
 `batch_size * num_processes` rows taken in order from a per-epoch permutation of the train rows (seeded by
@@ -46,12 +46,14 @@ from accelerate.utils import (DistributedDataParallelKwargs, broadcast_object_li
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from llmrec.checkpoint import load_training_state, read_state, save_training_state
 from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_dir, atomic_file
 from llmrec.tracking import Tracker, scoped
 
-CHECKPOINT_VERSION = 1
 TRAINABLE_FILE = "trainable.safetensors"
+CHECKPOINT_FILE = "state.safetensors"
+"""The resume state inside `<out_dir>/checkpoint/`, in the one checkpoint format (`llmrec.checkpoint`)."""
 
 
 @runtime_checkable
@@ -256,7 +258,10 @@ def load_trainable(module: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise LlmrecError(f"{path}: no trainable-state file")
-    saved = load_file(str(path))
+    _copy_trainable(module, load_file(str(path)), path)
+
+
+def _copy_trainable(module: torch.nn.Module, saved: dict[str, torch.Tensor], path: Path) -> None:
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     missing, extra = sorted(params.keys() - saved.keys()), sorted(saved.keys() - params.keys())
     if missing or extra:
@@ -432,10 +437,6 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def _run_key(cfg: TrainConfig, plan: _Plan, eval_rows: int | None, selection_metric: str,
              higher_is_better: bool) -> dict:
     key = {k: v for k, v in dataclasses.asdict(cfg).items()
@@ -495,8 +496,9 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
     evaluate: scores of the eval rows, in row order -> {metric: value}; must contain `selection_metric`.
     eval_task: the same trainable module over the evaluation table; defaults to `task` (for tasks whose collate
         serves evaluation rows too).
-    out_dir: holds `checkpoint/` (resume state, `log.jsonl` of evaluations) and `best/` (selected trainable
-        weights `trainable.safetensors` + `best.json`). Re-running with the same arguments after a kill resumes
+    out_dir: holds `checkpoint/` (the resume state `state.safetensors` in the one checkpoint format,
+        `llmrec.checkpoint`; `log.jsonl` of evaluations and `train_log.jsonl` as plain copies to read) and `best/`
+        (selected trainable weights `trainable.safetensors` + `best.json`). Re-running with the same arguments after a kill resumes
         with the same subsequent batches; re-running a finished run returns its result.
     tracker: gets train_loss, lr, samples_per_s, tokens_per_s (when batches count tokens) every optimizer step
         and valid_<metric> at every evaluation (llmrec.tracking; give it the stage's prefix).
@@ -547,46 +549,41 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-    s = {"version": CHECKPOINT_VERSION, "run": run_key, "step": 0, "micro": 0, "best_value": None,
+    s = {"run": run_key, "step": 0, "micro": 0, "best_value": None,
          "best_step": None, "best_metrics": {}, "evals_without_gain": 0, "last_eval_step": None,
          "train_seconds": 0.0, "tokens_seen": 0, "finished": False, "stopped_early": False,
          "loss_sum": 0.0, "loss_count": 0, "win_loss": 0.0, "win_secs": 0.0, "win_n": 0}
     history: list[dict] = []
     train_log: list[dict] = []
     set_seed(config.seed, device_specific=True)
+    ckpt_file = ckpt_dir / CHECKPOINT_FILE
     if (ckpt_dir / "state.json").is_file():
-        saved = json.loads((ckpt_dir / "state.json").read_text())
-        if saved.get("version") != CHECKPOINT_VERSION:
-            raise LlmrecError(f"{ckpt_dir}: checkpoint version {saved.get('version')}, "
-                              f"this llmrec writes {CHECKPOINT_VERSION}; delete it to start over")
+        raise LlmrecError(f"{ckpt_dir}: checkpoint of an older llmrec (state.json, optim.pt); this one reads "
+                          f"{CHECKPOINT_FILE}; delete it to start over")
+    if ckpt_file.is_file():
+        saved = read_state(ckpt_file)
         diff = sorted(k for k in run_key.keys() | saved["run"].keys() if run_key.get(k) != saved["run"].get(k))
         if diff:
             k = diff[0]
             raise LlmrecError(f"{ckpt_dir}: written with {k}={saved['run'].get(k)!r}, now {run_key.get(k)!r} "
                               f"(differing: {', '.join(diff)}); use the same settings or delete it")
+        groups, saved = load_training_state(ckpt_file, optimizer, scheduler)
+        _copy_trainable(module, groups["trainable"], ckpt_file)
+        rng, history, train_log = saved.pop("rng"), saved.pop("history"), saved.pop("train_log")
         s.update(saved)
-        load_trainable(module, ckpt_dir / TRAINABLE_FILE)
-        opt = torch.load(ckpt_dir / "optim.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(opt["optimizer"])
-        scheduler.load_state_dict(opt["scheduler"])
-        rng = json.loads((ckpt_dir / "rng.json").read_text())
         if len(rng) == acc.num_processes:
             _set_rng_state(rng[acc.process_index])
-        history = _read_jsonl(ckpt_dir / "log.jsonl")
-        train_log = _read_jsonl(ckpt_dir / "train_log.jsonl")
         acc.wait_for_everyone()  # nobody rewrites the checkpoint before all have read it
 
     def save_checkpoint():
         rng = gather_object([_rng_state()])  # every process's RNG, so each resumes its own dropout stream
         if main:
             with atomic_dir(ckpt_dir) as tmp:
-                save_trainable(module, tmp / TRAINABLE_FILE)
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                           tmp / "optim.pt")
-                (tmp / "rng.json").write_text(json.dumps(rng))
+                save_training_state(tmp / CHECKPOINT_FILE, {"trainable": trainable_state(module)}, optimizer,
+                                    {**s, "rng": rng, "history": history, "train_log": train_log}, scheduler)
+                # the same logs as plain JSON lines, for readers such as bench/curves.py (resume reads the above)
                 _write_jsonl(tmp / "log.jsonl", history)
                 _write_jsonl(tmp / "train_log.jsonl", train_log)
-                (tmp / "state.json").write_text(json.dumps(s, indent=1))
         acc.wait_for_everyone()
 
     def save_best(metrics: dict):
