@@ -35,7 +35,10 @@ CHECKPOINT_FILE = "last.safetensors"
 
 @dataclass
 class TrainConfig:
-    """Pointwise BCE training with early stopping on valid AUC."""
+    """Pointwise BCE training of a classic model on click rows, with early stopping on valid AUC.
+
+    Not `llmrec.llm.train.TrainConfig`: that one configures the LLM methods' step loop (AdamW over trainable
+    parameters, warm-up and decay, DDP); this one whole epochs of Adam through `llmrec.collab.loop`."""
 
     lr: float | None = None
     """Adam learning rate; None: the model config's `lr` (its paper default)."""

@@ -83,7 +83,8 @@ class Task(Protocol):
 
 @dataclass
 class TrainConfig:
-    """Optimisation and selection settings of one training run (defaults: the papers' LoRA recipe)."""
+    """Optimisation and selection settings of one LLM training run (defaults: the papers' LoRA recipe); the
+    classic models' epochs are configured by `llmrec.collab.trainer.TrainConfig` and the epoch loop."""
 
     lr: float = 1e-3
     """Peak learning rate of AdamW (reached at the end of warm-up)."""
