@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from llmrec.checkpoint import load_training_state, save_training_state
+from llmrec.checkpoint import load_training_state, read_state, save_training_state
 from llmrec.errors import LlmrecError
 from llmrec.tracking import Tracker, scoped
 
@@ -79,15 +79,15 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     best_state = _copy(model)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.is_file():
+        saved = read_state(ckpt)["fingerprint"]  # checked before anything is loaded into the model
+        if saved != fingerprint:
+            changed = sorted(k for k in fingerprint.keys() | saved.keys() if saved.get(k) != fingerprint.get(k))
+            raise LlmrecError(f"{ckpt}: checkpoint of a different training ({', '.join(changed)} differ); "
+                              "use another checkpoint file or delete it")
         groups, state = load_training_state(ckpt, optimizer, scheduler)
         model.load_state_dict(groups["model"])
         best_state = groups.get("best", {})
         torch.set_rng_state(groups["rng"]["torch"])
-        if state["fingerprint"] != fingerprint:
-            changed = sorted(k for k in fingerprint.keys() | state["fingerprint"].keys()
-                             if state["fingerprint"].get(k) != fingerprint.get(k))
-            raise LlmrecError(f"{ckpt}: checkpoint of a different training ({', '.join(changed)} differ); "
-                              "use another checkpoint file or delete it")
         if load_extra_state is not None:
             load_extra_state(state["extra"])
     elif seed is not None:
