@@ -100,9 +100,9 @@ CLLM4REC = ["llm.backbone=tiny", "cllm4rec.device=cpu", "cllm4rec.content_epochs
 def test_lcrec_logs_indexer_and_fine_tuning(data, tmp_path):
     run = tmp_path / "lcrec"
     assert main(["train", "lcrec", "--out", str(run), *data, *LCREC, *TB]) == 0
-    check(scalars(run), ["rqvae/loss", "rqvae/recon", "rqvae/lr", "rqvae/samples_per_s", "rqvae/collision_rate",
+    check(scalars(run), ["rqvae/train_loss", "rqvae/recon", "rqvae/lr", "rqvae/samples_per_s", "rqvae/valid_collision_rate",
                          "sft/train_loss", "sft/lr", "sft/tokens_per_s", "sft/valid_ndcg@10", "test/ndcg@10"],
-          {"rqvae/loss": 4, "rqvae/collision_rate": 2, "sft/train_loss": 2, "sft/valid_ndcg@10": 2})
+          {"rqvae/train_loss": 4, "rqvae/valid_collision_rate": 2, "sft/train_loss": 2, "sft/valid_ndcg@10": 2})
 
 
 def test_cllm4rec_logs_every_stage(data, tmp_path):
@@ -140,22 +140,22 @@ def test_tracker_not_installed_is_refused_before_the_run(data, tmp_path, monkeyp
 
 
 def kill_after_epoch_two(monkeypatch):
-    """Make the classic trainer stop (as a kill would) right after saving epoch 2; returns the real saver."""
-    from llmrec.collab import trainer
+    """Make the classic epoch loop stop (as a kill would) right after saving epoch 2; returns the real saver."""
+    from llmrec.collab import loop
 
-    save = trainer.save_training_state
+    save = loop.save_training_state
 
-    def killed_after_two(path, model, optimizer, best, state):
-        save(path, model, optimizer, best, state)
+    def killed_after_two(path, tensors, optimizer, state, scheduler=None):
+        save(path, tensors, optimizer, state, scheduler)
         if state["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "save_training_state", killed_after_two)
+    monkeypatch.setattr(loop, "save_training_state", killed_after_two)
     return save
 
 
 def test_resumed_run_appends_to_the_same_events(data, tmp_path, monkeypatch):
-    from llmrec.collab import trainer
+    from llmrec.collab import loop
 
     run = tmp_path / "mf"
     cfg = experiment.make_config("mf", None, [*data, "collab.epochs=4", *TB])
@@ -163,7 +163,7 @@ def test_resumed_run_appends_to_the_same_events(data, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         experiment.train(cfg, run)
     assert [s for s, _ in scalars(run)["collab/train_loss"]] == [1, 2]
-    monkeypatch.setattr(trainer, "save_training_state", save)
+    monkeypatch.setattr(loop, "save_training_state", save)
     uninterrupted = tmp_path / "whole"
     experiment.train(cfg, uninterrupted)
     experiment.train(cfg, run)
@@ -174,14 +174,14 @@ def test_resumed_run_appends_to_the_same_events(data, tmp_path, monkeypatch):
 
 
 def test_an_unfinished_run_may_resume_with_tracking_turned_on(data, tmp_path, monkeypatch):
-    from llmrec.collab import trainer
+    from llmrec.collab import loop
 
     run = tmp_path / "mf"
     save = kill_after_epoch_two(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         experiment.train(experiment.make_config("mf", None, [*data, "collab.epochs=4"]), run)
     assert not (run / "tracking").exists()
-    monkeypatch.setattr(trainer, "save_training_state", save)
+    monkeypatch.setattr(loop, "save_training_state", save)
     experiment.train(experiment.make_config("mf", None, [*data, "collab.epochs=4", *TB]), run)
     assert [s for s, _ in scalars(run)["collab/train_loss"]] == [3, 4]
     assert "report_to:\n- tensorboard" in (run / "config.yaml").read_text()

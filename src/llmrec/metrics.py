@@ -2,7 +2,11 @@
 
 AUC follows scikit-learn (ties count one half). UAUC is the unweighted mean of per-user AUCs over users with at
 least two rows and both labels (CoLLM / BinLLM). GAUC weights the same per-user AUCs by impressions or by
-positives: a different number, named apart. Top-k metrics take the 1-based rank of each held-out item.
+positives: a different number, named apart.
+
+Top-k ranking, one module for both protocols: `leave_one_out_metrics` (one held-out item per user, from its 1-based
+rank: HR@1/5/10, NDCG@5/10, MRR; SASRec, popularity-rank, LC-Rec) and `holdout_metrics` (a held-out set per user,
+from the ranked top-k list: Recall@20/40, NDCG@100; Mult-VAE, LightGCN-BPR, CLLM4Rec); docs/architecture.md.
 
 Intervals are percentile bootstraps over users (`user_bootstrap`): a replicate draws as many users as there are, with
 replacement, and keeps every row of each drawn user, so rows of one user move together (they are not independent).
@@ -203,4 +207,61 @@ def frame_metrics(frame, scores, intervals: bool = False) -> dict[str, float]:
             out.update(click_metrics(users[rows], labels[rows], scores[rows], prefix=prefix))
             if intervals:
                 out.update(click_intervals(users[rows], labels[rows], scores[rows], prefix=prefix))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Top-k ranking of held-out items
+
+def leave_one_out_metrics(ranks, intervals: bool = False, prefix: str = "") -> dict[str, float]:
+    """HR@1/5/10, NDCG@5/10 and MRR of 1-based target ranks, one per user: the sequence family's metrics
+    (sasrec-rank, popularity-rank, LC-Rec). A rank of inf is a target never ranked (beyond LC-Rec's beam): a
+    miss at every cut-off, reciprocal rank 0 (LC-Rec's MRR is thus cut at its beam width).
+
+    intervals: also each metric's 95% bootstrap interval over users (`mean_interval` of the per-user values), as
+    {prefix}hr@10_lo / {prefix}hr@10_hi. prefix: put before every key (e.g. "paper_")."""
+    r = np.asarray(ranks, dtype=np.float64)
+    per_user = {f"hr@{k}": (r <= k).astype(np.float64) for k in (1, 5, 10)}
+    per_user.update({f"ndcg@{k}": np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0) for k in (5, 10)})
+    per_user["mrr"] = 1.0 / r
+    out = {f"{prefix}hr@{k}": hit_rate(r, k) for k in (1, 5, 10)}
+    out.update({f"{prefix}ndcg@{k}": ndcg(r, k) for k in (5, 10)})
+    out.update({f"{prefix}mrr": mrr(r), f"{prefix}users": float(len(r))})
+    if intervals:
+        for name, values in per_user.items():
+            out[f"{prefix}{name}_lo"], out[f"{prefix}{name}_hi"] = mean_interval(values)
+    return out
+
+
+METRIC_KS = (("recall", 20), ("recall", 40), ("ndcg", 100))
+"""The held-out-set metrics (CLLM4Rec's): Recall@20, Recall@40, NDCG@100."""
+SELECTION = "recall@20+recall@40+ndcg@100"
+"""Their sum: the validation number that selects a holdout model's best epoch."""
+
+
+def per_user_holdout_metrics(topk, relevant) -> dict[str, np.ndarray]:
+    """Recall@20, Recall@40, NDCG@100 of each user with held-out items (users without any are left out)."""
+    pairs = [(list(map(int, t)), set(map(int, r))) for t, r in zip(topk, relevant) if len(r)]
+    out = {}
+    for kind, k in METRIC_KS:
+        fn = recall_at_k if kind == "recall" else ndcg_at_k_multi
+        out[f"{kind}@{k}"] = np.array([fn([t], [r], k) for t, r in pairs], dtype=np.float64)
+    return out
+
+
+def holdout_metrics(topk, relevant, intervals: bool = False) -> dict[str, float]:
+    """Recall@20, Recall@40, NDCG@100 (and their sum, SELECTION) of ranked lists against held-out sets; users
+    without held-out items are skipped (`users` counts the others). `intervals`: also each metric's 95% bootstrap
+    interval over users, as `<metric>_lo` and `<metric>_hi`."""
+    topk = [list(map(int, t)) for t in topk]
+    relevant = [set(map(int, r)) for r in relevant]
+    out = {}
+    for kind, k in METRIC_KS:
+        fn = recall_at_k if kind == "recall" else ndcg_at_k_multi
+        out[f"{kind}@{k}"] = fn(topk, relevant, k)
+    out[SELECTION] = sum(out[f"{kind}@{k}"] for kind, k in METRIC_KS)
+    out["users"] = float(sum(1 for r in relevant if r))
+    if intervals:
+        for name, values in per_user_holdout_metrics(topk, relevant).items():
+            out[f"{name}_lo"], out[f"{name}_hi"] = mean_interval(values)
     return out

@@ -14,11 +14,11 @@ from planted_data import cllm4rec_experiment, planted_dataset  # noqa: E402
 
 from llmrec.data.holdout import holdout_split  # noqa: E402
 from llmrec.experiment import train  # noqa: E402
-from llmrec.methods.cllm4rec.recipe import make_accelerator  # noqa: E402
+from llmrec.llm.train import make_accelerator  # noqa: E402
 
 
 def run(out_dir: str, per_process_batch: int) -> dict:
-    acc = make_accelerator()
+    acc = make_accelerator(find_unused_parameters=True)
     split = holdout_split(planted_dataset(n_users=26, per_user=10), min_count=1)
     # no pre-training: one process takes one document batch per step there, so a step's batches depend on the
     # number of processes; fine-tuning's global batch (processes x per-process batch) is what is compared

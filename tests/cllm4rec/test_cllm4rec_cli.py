@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from llmrec.checkpoint import read_state
 from llmrec.cli import main
 from llmrec.data.holdout import HoldoutSplit
 from llmrec.recommender import Recommender
@@ -105,8 +106,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(stage, data, tmp_path, c
     monkeypatch.setattr(cls, "loss", dying_loss)
     assert main(["train", "cllm4rec", "--out", str(run), *data, *TINY]) == 130
     assert "resume" in capsys.readouterr().err
-    state = run / stage / "checkpoint" / "state.json"
-    assert not (run / "metrics.json").exists() and json.loads(state.read_text())["step"] == 2
+    state = run / stage / "checkpoint" / "state.safetensors"
+    assert not (run / "metrics.json").exists() and read_state(state)["step"] == 2
     resumed = []
     monkeypatch.setattr(cls, "loss", lambda self, batch: resumed.append(1) or real_loss(self, batch))
     assert main(["train", "cllm4rec", "--out", str(run), *data, *TINY]) == 0

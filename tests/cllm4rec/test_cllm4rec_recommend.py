@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from llmrec.data.holdout import holdout_split, popularity_scores, ranking_metrics, evaluate_scores
+from llmrec.data.holdout import holdout_split, popularity_scores, evaluate_scores
+from llmrec.metrics import holdout_metrics
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
 from llmrec.llm.train import predict_rows
@@ -63,7 +64,7 @@ def test_multinomial_head_learns_a_planted_pattern():
     pop = popularity_scores(split)
     pop_top = evaluate_scores(split, "valid", lambda u: pop.repeat(len(u), 1))
     full = RankTask(model, vocab, valid_users, train, split.n_items - 1, None, pad, seed=0)
-    ours = ranking_metrics(full.topk(predict_rows(full, full.n_rows, full.k * 8)),
+    ours = holdout_metrics(full.topk(predict_rows(full, full.n_rows, full.k * 8)),
                            [split.user_items("valid")[u] for u in valid_users])
     assert ours["ndcg@100"] > pop_top["ndcg@100"] + 0.1
 
@@ -83,10 +84,10 @@ def test_ranking_excludes_seen_items_and_skips_users_without_heldout():
         assert not set(row.tolist()) & set(train[u].tolist()) and 0 not in row
         assert len(set(row.tolist())) == len(row)
     held = split.user_items("test")
-    m = ranking_metrics(top, [held[u] for u in users])
+    m = holdout_metrics(top, [held[u] for u in users])
     assert all(np.isfinite(v) for v in m.values()) and m["users"] == len(users)
     # users without held-out items give no NaN, they are skipped
-    m2 = ranking_metrics(np.vstack([top, top[:1]]), [held[u] for u in users] + [np.zeros(0)])
+    m2 = holdout_metrics(np.vstack([top, top[:1]]), [held[u] for u in users] + [np.zeros(0)])
     assert m2["users"] == len(users) and m2["recall@20"] == pytest.approx(m["recall@20"])
 
 

@@ -11,9 +11,9 @@ import torch
 
 from llmrec.data.build import make_dataset
 from llmrec.data.holdout import (HoldoutSplit, cut_points, evaluate_scores, exclusion_mask, get_holdout_split,
-                                 holdout_split, k_core, per_user_metrics, ranking_metrics, top_items)
+                                 holdout_split, k_core, top_items)
 from llmrec.errors import LlmrecError
-from llmrec.metrics import mean_interval
+from llmrec.metrics import holdout_metrics, mean_interval, per_user_holdout_metrics
 
 from planted_data import planted_dataset
 
@@ -106,7 +106,7 @@ def test_cache_roundtrip_is_atomic(llmrec_home, monkeypatch):
 def test_metrics_skip_users_without_heldout_items_and_match_brute_force():
     topk = [[5, 1, 2, 3], [4, 3, 2, 1], [1, 2, 3, 4]]
     relevant = [{1, 9}, set(), {4}]
-    m = ranking_metrics(topk, relevant)
+    m = holdout_metrics(topk, relevant)
     assert m["users"] == 2 and all(np.isfinite(v) for v in m.values())
     # user 1: 1 hit in top 20 of 2 relevant -> 0.5; user 3: hit -> 1.0
     assert m["recall@20"] == pytest.approx(0.75)
@@ -120,10 +120,10 @@ def test_intervals_are_user_bootstraps_of_the_per_user_values():
     n_items = 300
     topk = [rng.permutation(np.arange(1, n_items))[:100] for _ in range(400)]
     relevant = [set(rng.choice(np.arange(1, n_items), rng.integers(0, 8), replace=False).tolist()) for _ in topk]
-    m = ranking_metrics(topk, relevant, intervals=True)
-    plain = ranking_metrics(topk, relevant)
+    m = holdout_metrics(topk, relevant, intervals=True)
+    plain = holdout_metrics(topk, relevant)
     assert {k: m[k] for k in plain} == plain  # the intervals only add keys
-    per_user = per_user_metrics(topk, relevant)
+    per_user = per_user_holdout_metrics(topk, relevant)
     assert len(per_user["recall@20"]) == m["users"] == sum(1 for r in relevant if r)
     for name in ("recall@20", "recall@40", "ndcg@100"):
         assert per_user[name].mean() == pytest.approx(m[name])

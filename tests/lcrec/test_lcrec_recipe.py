@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from llmrec.errors import LlmrecError
+from llmrec.metrics import leave_one_out_metrics
 from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
 from llmrec.experiment import train
-from llmrec.methods.lcrec.recipe import apply_finetuning, ranking_metrics
+from llmrec.methods.lcrec.recipe import apply_finetuning
 from llmrec.methods.lcrec.vocab import ItemIndex
 
 from lcrec_fixtures import lcrec_experiment, synthetic_split
@@ -20,7 +21,7 @@ SMALL = dict(text_encoder="backbone", max_steps=4, eval_every=2, batch_size=4, v
 
 
 def test_ranking_metrics_formulas_and_intervals():
-    m = ranking_metrics([1, 3, float("inf"), 7, 12], intervals=True)
+    m = leave_one_out_metrics([1, 3, float("inf"), 7, 12], intervals=True)
     assert m["hr@1"] == pytest.approx(0.2) and m["hr@5"] == pytest.approx(0.4) and m["hr@10"] == pytest.approx(0.6)
     assert m["ndcg@5"] == pytest.approx((1 + 1 / np.log2(4)) / 5)
     assert m["ndcg@10"] == pytest.approx((1 + 1 / np.log2(4) + 1 / np.log2(8)) / 5)
@@ -28,7 +29,7 @@ def test_ranking_metrics_formulas_and_intervals():
     for k in ("hr@1", "hr@10", "ndcg@10", "mrr"):
         assert 0 <= m[f"{k}_lo"] <= m[k] <= m[f"{k}_hi"] <= 1
     assert m["hr@10_lo"] < m["hr@10_hi"]  # five users: a wide interval
-    assert set(ranking_metrics([2.0], prefix="paper_")) == {"paper_hr@1", "paper_hr@5", "paper_hr@10", "paper_ndcg@5",
+    assert set(leave_one_out_metrics([2.0], prefix="paper_")) == {"paper_hr@1", "paper_hr@5", "paper_hr@10", "paper_ndcg@5",
                                                             "paper_ndcg@10", "paper_mrr", "paper_users"}
 
 

@@ -170,3 +170,29 @@ def test_random_index_is_unique_and_seeded():
 def test_bad_embeddings_are_refused():
     with pytest.raises(LlmrecError, match="NaN"):
         build_index(np.array([[0.0, np.nan], [1.0, 2.0]], dtype=np.float32), RQVAEConfig(epochs=1))
+
+
+def test_killed_indexer_resumes_to_the_uninterrupted_index(tmp_path, monkeypatch):
+    from llmrec.collab import loop
+
+    emb = _clustered()
+    cfg = RQVAEConfig(levels=3, codebook_size=4, e_dim=8, epochs=30, batch_size=32, eval_every=10)
+    whole = build_index(emb, cfg)
+    save = loop.save_training_state
+
+    def killed_after_15(path, tensors, optimizer, state, scheduler=None):
+        save(path, tensors, optimizer, state, scheduler)
+        if state["epoch"] == 15:  # after k-means, one evaluation and half a warm-up: all must come back
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_training_state", killed_after_15)
+    ckpt = tmp_path / "rqvae.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        build_index(emb, cfg, checkpoint=ckpt)
+    monkeypatch.setattr(loop, "save_training_state", save)
+    resumed = build_index(emb, cfg, checkpoint=ckpt)
+    assert np.array_equal(resumed.index.codes, whole.index.codes)
+    assert resumed.report["history"] == whole.report["history"]
+    assert resumed.report["best_epoch"] == whole.report["best_epoch"]
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key

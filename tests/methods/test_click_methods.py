@@ -113,12 +113,12 @@ def test_killed_stage2_resumes_without_redoing_stage1(tiny_split, tmp_path, monk
     extra = ["stage2.eval_every=1"]
     with pytest.raises(KeyboardInterrupt):
         run_method("binllm", tiny_split, tmp_path / "b", extra)
-    stage1_state = (tmp_path / "b" / "stage1_train" / "checkpoint" / "state.json").read_text()
+    stage1_state = (tmp_path / "b" / "stage1_train" / "checkpoint" / "state.safetensors").read_bytes()
     assert not (tmp_path / "b" / "metrics.json").exists()
     monkeypatch.setattr(click.ClickTask, "loss", real_loss)
     metrics = run_method("binllm", tiny_split, tmp_path / "b", extra)
     assert metrics["stage2"]["steps"] == 4 and metrics["stage1"]["samples"] == 32
-    assert (tmp_path / "b" / "stage1_train" / "checkpoint" / "state.json").read_text() == stage1_state
+    assert (tmp_path / "b" / "stage1_train" / "checkpoint" / "state.safetensors").read_bytes() == stage1_state
 
 
 def test_stage1_from_reuses_a_tallrec_adapter(tiny_split, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from llmrec.checkpoint import read_state
 from llmrec.errors import LlmrecError
 from llmrec.llm.train import OFFICIAL_SCHEDULE, TrainConfig, fit, predict_rows
 from llmrec.metrics import auc
@@ -115,7 +116,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, num_workers, chec
     # step 12 (evaluation) or 15 (checkpoint_every=5)
     m_res, t_res, res = run(tmp_path / "resumed", fail_at=31)
     assert same(params(m_res), params(m_ref))
-    final = [load_file(p / "checkpoint" / "trainable.safetensors") for p in (tmp_path / "ref", tmp_path / "resumed")]
+    final = [load_file(p / "checkpoint" / "state.safetensors") for p in (tmp_path / "ref", tmp_path / "resumed")]
     assert final[0].keys() == final[1].keys() and all(torch.equal(final[0][k], final[1][k]) for k in final[0])
     strip = lambda hs: [{k: v for k, v in h.items() if k not in ("train_seconds", "step_seconds")} for h in hs]  # noqa
     assert strip(res.history) == strip(ref.history) and strip(res.train_log) == strip(ref.train_log)
@@ -178,6 +179,18 @@ def test_finished_run_given_a_larger_budget_continues_as_a_straight_run(tmp_path
     assert cont.best_step == ref.best_step and cont.best_metrics == ref.best_metrics
     assert [h["step"] for h in cont.history] == [h["step"] for h in ref.history]
     assert same(params(m_cont), params(m_ref))
+
+
+def test_checkpoint_of_the_older_layout_is_refused_not_overwritten(tmp_path):
+    x, y, xe, ye = data()
+    old = tmp_path / "checkpoint"
+    old.mkdir()
+    (old / "state.json").write_text("{}")  # format 1: state.json + optim.pt + rng.json
+    cfg = TrainConfig(lr=0.05, batch_size=16, max_steps=4, eval_every=2)
+    module = make_mlp(seed=0)
+    with pytest.raises(LlmrecError, match="older llmrec"):
+        fit(TinyTask(module, x, y), 200, 60, lambda s: {"auc": 0.5}, cfg, tmp_path, eval_task=TinyTask(module, xe, ye))
+    assert (old / "state.json").read_text() == "{}"
 
 
 def test_warmup_then_cosine_once_for_the_whole_run(tmp_path):
@@ -266,7 +279,7 @@ def test_schedule_is_part_of_the_resume_key(tmp_path):
     x, y, _, _ = data()
     cfg = TrainConfig(lr=1e-3, batch_size=16, max_steps=4)
     fit(TinyTask(make_mlp(seed=0), x, y), 200, None, None, cfg, tmp_path)
-    key = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["run"]
+    key = read_state(tmp_path / "checkpoint" / "state.safetensors")["run"]
     assert "schedule" not in key and "min_lr" not in key  # at their defaults: keys of older checkpoints
     cfg.schedule = "official"
     with pytest.raises(LlmrecError, match="written with schedule=None, now 'official'"):

@@ -14,20 +14,18 @@ covers ids 1..n_items-1 and scores come back with column 0 at -inf.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from llmrec.collab.checkpoint import load_training_state, save_training_state
+from llmrec.collab.loop import run_epochs
 from llmrec.data.holdout import HoldoutSplit, evaluate_scores
 from llmrec.errors import LlmrecError
-from llmrec.tracking import Tracker, scoped
+from llmrec.tracking import Tracker
 
 
 @dataclass
@@ -129,11 +127,10 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
                   seed: int = 2023) -> MultVAEResult:
     """Train Mult-VAE on the split's train pairs, select the best validation NDCG@100 epoch, score the test part.
 
-    `checkpoint`: a file written after every epoch (`llmrec.collab.checkpoint`); when it exists, training resumes
-    from it with the same subsequent batches, so a killed run ends as an uninterrupted one. `tracker`
+    The epochs are `llmrec.collab.loop`'s: `checkpoint`, a file written after every epoch; when it exists, training
+    resumes from it with the same subsequent batches, so a killed run ends as an uninterrupted one. `tracker`
     (llmrec.tracking) gets train_loss, kl, beta, lr, samples_per_s and valid_<metric> every epoch."""
     config = config or MultVAEConfig()
-    tracker = scoped(tracker, "")
     if split.n_items < 3:
         raise LlmrecError(f"{split.name}: Mult-VAE needs at least two items")
     torch.manual_seed(seed)  # the experiment's seed: initialisation, shuffling, dropout, noise
@@ -146,21 +143,10 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
     score = lambda batch: model.scores(dense_rows(train, batch))  # noqa: E731
 
     gen = np.random.default_rng(seed)
-    best, best_state, best_epoch, bad, updates = -math.inf, None, 0, 0, 0
-    history: list[dict] = []
-    first = 1
-    if checkpoint is not None and Path(checkpoint).is_file():
-        best_state, st = load_training_state(checkpoint, model, optimizer)
-        best, best_epoch, bad, updates, history = st["best"], st["best_epoch"], st["bad"], st["updates"], st["history"]
-        gen.bit_generator.state = st["gen"]
-        first = st["epoch"] + 1
-    started = time.perf_counter()
-    bar = tqdm(range(first, config.epochs + 1), disable=not config.progress, desc="mult-vae", leave=False)
-    for epoch in bar:
-        if config.patience is not None and bad >= config.patience:
-            break  # a resumed run that had already stopped
-        model.train()
-        t0 = time.perf_counter()
+    updates = 0
+
+    def train_epoch(epoch: int) -> dict:
+        nonlocal updates
         order = gen.permutation(users)
         total = kl_total = 0.0
         for start in range(0, len(order), config.batch_size):
@@ -173,33 +159,21 @@ def train_multvae(split: HoldoutSplit, config: MultVAEConfig | None = None,
             updates += 1
             total += loss.item() * len(batch)
             kl_total += kl.item() * len(batch)
-        # learning-curve axes: users seen and training seconds so far (validation excluded, resumes included)
-        epoch_seconds = time.perf_counter() - t0
-        seconds = (history[-1]["train_seconds"] if history else 0.0) + epoch_seconds
-        valid = evaluate_scores(split, "valid", score, config.eval_batch_size)
-        history.append({"epoch": epoch, "samples": epoch * len(users), "train_seconds": round(seconds, 3),
-                        "loss": total / len(order), "kl": kl_total / len(order), "beta": beta,
-                        **{f"valid_{k}": v for k, v in valid.items()}})
-        tracker.log({"train_loss": history[-1]["loss"], "kl": history[-1]["kl"], "beta": beta,
-                     "lr": optimizer.param_groups[0]["lr"], "samples_per_s": len(order) / epoch_seconds,
-                     **{f"valid_{k}": v for k, v in valid.items()}}, epoch)
-        if valid["ndcg@100"] > best:
-            best, best_epoch, bad = valid["ndcg@100"], epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-        bar.set_postfix(ndcg100=f"{valid['ndcg@100']:.4f}", best=f"{best:.4f}@{best_epoch}")
-        if checkpoint is not None:
-            save_training_state(checkpoint, model, optimizer, best_state,
-                                {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
-                                 "updates": updates, "history": history, "gen": gen.bit_generator.state})
-        if config.patience is not None and bad >= config.patience:
-            break
-    bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
+        return {"loss": total / len(order), "kl": kl_total / len(order), "beta": beta}
+
+    def resume(extra: dict) -> None:
+        nonlocal updates
+        updates = extra["updates"]
+        gen.bit_generator.state = extra["gen"]
+
+    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("patience", "progress", "eval_batch_size")}
+    loop = run_epochs(model, optimizer, train_epoch,
+                      lambda: evaluate_scores(split, "valid", score, config.eval_batch_size),
+                      epochs=config.epochs, metric="ndcg@100", patience=config.patience,
+                      samples_per_epoch=len(users), checkpoint=checkpoint,
+                      fingerprint={**fingerprint, "users": len(users), "items": split.n_items, "seed": seed},
+                      extra_state=lambda: {"updates": updates, "gen": gen.bit_generator.state},
+                      load_extra_state=resume, tracker=tracker, progress=config.progress, desc="mult-vae")
     test = evaluate_scores(split, "test", score, config.eval_batch_size, intervals=True)
-    best_valid = {k[len("valid_"):]: v for k, v in history[best_epoch - 1].items() if k.startswith("valid_")}
-    return MultVAEResult(model=model, best_epoch=best_epoch, best_valid=best_valid, test=test, history=history,
-                         seconds=time.perf_counter() - started,
-                         stopped_early=config.patience is not None and bad >= config.patience)
+    return MultVAEResult(model=model, best_epoch=loop.best_epoch, best_valid=loop.best_metrics, test=test,
+                         history=loop.history, seconds=loop.seconds, stopped_early=loop.stopped_early)

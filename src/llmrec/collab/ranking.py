@@ -8,13 +8,11 @@ the user never had, binary cross-entropy.
 Evaluation: the hidden state after the user's history scores every item; the padding id, and (by default) every
 item already in the history, are excluded; the target's 1-based rank gives HR@1/5/10, NDCG@5/10 and MRR. Valid
 reads `train` and predicts `valid`; test reads `train + [valid]` and predicts `test`. Early stopping on valid
-NDCG@10, the best weights kept; checkpoints and resume as in `llmrec.collab.trainer`.
+NDCG@10, the best weights kept, checkpoints and resume: `llmrec.collab.loop`.
 """
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,16 +20,15 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from llmrec.collab import build_model
-from llmrec.collab.checkpoint import load_training_state, save_training_state
+from llmrec.collab.loop import run_epochs
 from llmrec.collab.sasrec import SASRec
 from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
-from llmrec.metrics import hit_rate, mean_interval, mrr, ndcg, rank_of_target
-from llmrec.tracking import Tracker, scoped
+from llmrec.metrics import leave_one_out_metrics, rank_of_target
+from llmrec.tracking import Tracker
 
 CHECKPOINT_FILE = "last.safetensors"
 RANKING_SASREC = {"max_len": 50, "lr": 1e-3, "weight_decay": 0.0, "xavier_init": True}
@@ -84,26 +81,6 @@ class RankingResult:
     """Test hr@1, hr@5, hr@10, ndcg@5, ndcg@10, mrr, users."""
     seconds: float = 0.0
     description: dict = field(default_factory=dict)
-
-
-def ranking_metrics(ranks, intervals: bool = False, prefix: str = "") -> dict[str, float]:
-    """HR@1/5/10, NDCG@5/10 and MRR of 1-based target ranks, one per user: the sequence family's metrics
-    (sasrec-rank, popularity-rank, LC-Rec). A rank of inf is a target never ranked (beyond LC-Rec's beam): a
-    miss at every cut-off, reciprocal rank 0 (LC-Rec's MRR is thus cut at its beam width).
-
-    intervals: also each metric's 95% bootstrap interval over users (`metrics.mean_interval` of the per-user
-    values), as {prefix}hr@10_lo / {prefix}hr@10_hi. prefix: put before every key (e.g. "paper_")."""
-    r = np.asarray(ranks, dtype=np.float64)
-    per_user = {f"hr@{k}": (r <= k).astype(np.float64) for k in (1, 5, 10)}
-    per_user.update({f"ndcg@{k}": np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0) for k in (5, 10)})
-    per_user["mrr"] = 1.0 / r
-    out = {f"{prefix}hr@{k}": hit_rate(r, k) for k in (1, 5, 10)}
-    out.update({f"{prefix}ndcg@{k}": ndcg(r, k) for k in (5, 10)})
-    out.update({f"{prefix}mrr": mrr(r), f"{prefix}users": float(len(r))})
-    if intervals:
-        for name, values in per_user.items():
-            out[f"{prefix}{name}_lo"], out[f"{prefix}{name}_hi"] = mean_interval(values)
-    return out
 
 
 def eval_sequences(split: SequenceSplit, part: str, rows=None) -> tuple[list[np.ndarray], np.ndarray]:
@@ -211,7 +188,6 @@ def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | Non
     """Train `model` for next-item prediction, early-stop on valid NDCG@10, then rank the test targets.
     `tracker` (llmrec.tracking) gets train_loss, lr, samples_per_s every epoch and valid_<metric> at evaluations."""
     config = config or RankingConfig()
-    tracker = scoped(tracker, "")
     if config.loss not in ("ce", "bce"):
         raise LlmrecError(f"ranking loss must be 'ce' or 'bce', not {config.loss!r}")
     if split.n_items > model.n_items:
@@ -225,28 +201,13 @@ def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | Non
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     device = model.item_emb.weight.device
 
-    fingerprint = json.loads(json.dumps({
+    fingerprint = {
         "model": model.describe(), "lr": lr, "weight_decay": wd, "loss": config.loss,
         "negatives": config.negatives, "batch_size": config.batch_size, "seed": config.seed,
-        "eval_every": config.eval_every, "exclude_history": config.exclude_history, "users": len(split.users)}))
-    state = {"epoch": 0, "best_epoch": 0, "best": -math.inf, "bad": 0, "history": [], "seconds": 0.0,
-             "fingerprint": fingerprint}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        best_state, state = load_training_state(ckpt, model, optimizer)
-        if state["fingerprint"] != fingerprint:
-            raise LlmrecError(f"{ckpt}: checkpoint of a different ranking training; use another directory or "
-                              "delete it")
-    else:
-        torch.manual_seed(config.seed)
-
+        "eval_every": config.eval_every, "exclude_history": config.exclude_history, "users": len(split.users)}
     n = len(inputs)
-    bar = tqdm(total=config.epochs, initial=state["epoch"], disable=not config.progress, desc="epochs", leave=False)
-    while state["epoch"] < config.epochs and state["bad"] < config.patience:
-        epoch = state["epoch"] + 1
-        started = time.perf_counter()
-        model.train()
+
+    def train_epoch(epoch: int) -> dict:
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=gen)
         total = 0.0
@@ -257,39 +218,27 @@ def fit_ranking(model: SASRec, split: SequenceSplit, config: RankingConfig | Non
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
-        record = {"epoch": epoch, "loss": total / n}
-        logged = {"train_loss": record["loss"], "lr": optimizer.param_groups[0]["lr"],
-                  "samples_per_s": n / (time.perf_counter() - started)}
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            ranks = rank_targets(model, valid_hist, valid_target, config.exclude_history, config.eval_batch_size)
-            record.update({f"valid_{k}": v for k, v in ranking_metrics(ranks).items()})
-            if record["valid_ndcg@10"] > state["best"]:
-                state.update(best=record["valid_ndcg@10"], best_epoch=epoch, bad=0)
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                state["bad"] += 1
-        record["seconds"] = time.perf_counter() - started
-        tracker.log({**logged, **{k: v for k, v in record.items() if k.startswith("valid_")}}, epoch)
-        state.update(epoch=epoch, seconds=state["seconds"] + record["seconds"])
-        state["history"].append(record)
-        if ckpt is not None:
-            save_training_state(ckpt, model, optimizer, best_state, state)
-        bar.update(1)
-        if "valid_ndcg@10" in record:
-            bar.set_postfix(ndcg10=f"{record['valid_ndcg@10']:.4f}", best=f"{state['best']:.4f}@{state['best_epoch']}")
-            if on_validation is not None:
-                on_validation(record)
-    bar.close()
+        return {"loss": total / n}
 
-    model.load_state_dict(best_state)
-    model.eval()
+    def validate() -> dict:
+        return leave_one_out_metrics(rank_targets(model, valid_hist, valid_target, config.exclude_history,
+                                            config.eval_batch_size))
+
+    def validated(record: dict) -> None:
+        if on_validation is not None and "valid_ndcg@10" in record:
+            on_validation(record)
+
+    loop = run_epochs(model, optimizer, train_epoch, validate, epochs=config.epochs, metric="ndcg@10",
+                      eval_every=config.eval_every, patience=config.patience, samples_per_epoch=n,
+                      checkpoint=Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None,
+                      fingerprint=fingerprint, seed=config.seed, tracker=tracker, progress=config.progress,
+                      on_epoch_end=validated)
     test_hist, test_target = eval_sequences(split, "test")
-    test = ranking_metrics(rank_targets(model, test_hist, test_target, config.exclude_history,
+    test = leave_one_out_metrics(rank_targets(model, test_hist, test_target, config.exclude_history,
                                         config.eval_batch_size))
-    return RankingResult(model=model, state_dict=best_state, best_epoch=state["best_epoch"],
-                         best_valid_ndcg10=state["best"], history=state["history"],
-                         stopped_early=state["bad"] >= config.patience, test=test, seconds=state["seconds"],
-                         description=model.describe())
+    return RankingResult(model=model, state_dict=loop.best_state, best_epoch=loop.best_epoch,
+                         best_valid_ndcg10=loop.best_value, history=loop.history, stopped_early=loop.stopped_early,
+                         test=test, seconds=loop.seconds, description=model.describe())
 
 
 def train_ranking(split: SequenceSplit, config: RankingConfig | None = None, model_overrides: dict | None = None,

@@ -6,15 +6,13 @@ after `patience` epochs without a gain or at `epochs`. The test frame is then sc
 and on its warm and cold rows (the frame's `warm` column).
 
 Deterministic from `TrainConfig.seed`: epoch e's order comes from a generator seeded with (seed, e), and the global
-RNG (dropout) is part of the checkpoint. With `checkpoint_dir`, the full state is saved after every epoch; running
-the same call again continues from it and ends with the same weights as an uninterrupted run.
+RNG (dropout) is part of the checkpoint. The epochs, early stopping, checkpoints (with `checkpoint_dir`: after every
+epoch; running the same call again continues from it and ends with the same weights as an uninterrupted run) and
+tracking are `llmrec.collab.loop`'s; this module brings one epoch of BCE and the valid AUC.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,12 +21,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from llmrec.collab import build_model
-from llmrec.collab.checkpoint import load_training_state, save_training_state
+from llmrec.collab.loop import run_epochs
 from llmrec.data.samples import click_tensors
-from llmrec.tracking import Tracker, scoped
+from llmrec.tracking import Tracker
 from llmrec.data.types import ClickSplit
 from llmrec.errors import LlmrecError
 from llmrec.metrics import auc, frame_metrics, uauc
@@ -38,7 +35,10 @@ CHECKPOINT_FILE = "last.safetensors"
 
 @dataclass
 class TrainConfig:
-    """Pointwise BCE training with early stopping on valid AUC."""
+    """Pointwise BCE training of a classic model on click rows, with early stopping on valid AUC.
+
+    Not `llmrec.llm.train.TrainConfig`: that one configures the LLM methods' step loop (AdamW over trainable
+    parameters, warm-up and decay, DDP); this one whole epochs of Adam through `llmrec.collab.loop`."""
 
     lr: float | None = None
     """Adam learning rate; None: the model config's `lr` (its paper default)."""
@@ -180,7 +180,6 @@ def fit(model: torch.nn.Module, train: pd.DataFrame, valid: pd.DataFrame, test: 
     `tracker` (llmrec.tracking) gets train_loss, lr, samples_per_s, valid_auc and valid_uauc every epoch.
     """
     config = config or TrainConfig()
-    tracker = scoped(tracker, "")
     n_users, n_items = getattr(model, "n_users", None), getattr(model, "n_items", None)
     needs_history = _history_length(model) > 0
     for what, frame in (("train", train), ("valid", valid)) + ((("test", test),) if test is not None else ()):
@@ -196,29 +195,9 @@ def fit(model: torch.nn.Module, train: pd.DataFrame, valid: pd.DataFrame, test: 
 
     fingerprint = {"model": _describe(model), "lr": lr, "weight_decay": wd, "batch_size": config.batch_size,
                    "seed": config.seed, "train_rows": len(train), "valid_rows": len(valid)}
-    fingerprint = json.loads(json.dumps(fingerprint, default=str))
-    state = {"epoch": 0, "best_epoch": 0, "best_auc": -math.inf, "bad_epochs": 0, "history": [], "seconds": 0.0,
-             "fingerprint": fingerprint}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        best_state, state = load_training_state(ckpt, model, optimizer)
-        if state["fingerprint"] != fingerprint:
-            changed = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
-            raise LlmrecError(f"{ckpt}: checkpoint of a different training ({', '.join(changed)} differ); "
-                              "use another checkpoint directory or delete it")
-        if "extra_state" in state:
-            _restore_extra(model, state["extra_state"])
-    else:
-        torch.manual_seed(config.seed)
-
     n = len(train)
-    bar = tqdm(total=config.epochs, initial=state["epoch"], disable=not config.progress, desc="epochs",
-               leave=False)
-    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
-        epoch = state["epoch"] + 1
-        started = time.perf_counter()
-        model.train()
+
+    def train_epoch(epoch: int) -> dict:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
         total = 0.0
         for start in range(0, n, config.batch_size):
@@ -231,39 +210,23 @@ def fit(model: torch.nn.Module, train: pd.DataFrame, valid: pd.DataFrame, test: 
             total += loss.item() * len(idx)
         if hasattr(model, "on_epoch_end"):
             model.on_epoch_end(epoch - 1)
-        train_seconds = time.perf_counter() - started
-        scores = predict(model, valid_t, config.eval_batch_size)
-        record = {"epoch": epoch, "loss": total / n, "valid_auc": auc(valid_labels, scores),
-                  "valid_uauc": uauc(valid_users, valid_labels, scores)}
-        if record["valid_auc"] > state["best_auc"]:
-            state.update(best_auc=record["valid_auc"], best_epoch=epoch, bad_epochs=0)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            state["bad_epochs"] += 1
-        record["seconds"] = time.perf_counter() - started
-        tracker.log({"train_loss": record["loss"], "lr": optimizer.param_groups[0]["lr"],
-                     "samples_per_s": n / train_seconds, "valid_auc": record["valid_auc"],
-                     "valid_uauc": record["valid_uauc"]}, epoch)
-        state["epoch"] = epoch
-        state["seconds"] += record["seconds"]
-        state["history"].append(record)
-        if hasattr(model, "extra_state"):
-            state["extra_state"] = model.extra_state()
-        if ckpt is not None:
-            save_training_state(ckpt, model, optimizer, best_state, state)
-        bar.update(1)
-        bar.set_postfix(auc=f"{record['valid_auc']:.4f}", best=f"{state['best_auc']:.4f}@{state['best_epoch']}")
-        if on_epoch_end is not None:
-            on_epoch_end(record)
-    bar.close()
+        return {"loss": total / n}
 
-    model.load_state_dict(best_state)
-    model.eval()
+    def validate() -> dict:
+        scores = predict(model, valid_t, config.eval_batch_size)
+        return {"auc": auc(valid_labels, scores), "uauc": uauc(valid_users, valid_labels, scores)}
+
+    loop = run_epochs(model, optimizer, train_epoch, validate, epochs=config.epochs, metric="auc",
+                      patience=config.patience, samples_per_epoch=n,
+                      checkpoint=Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None,
+                      fingerprint=fingerprint, seed=config.seed,
+                      extra_state=model.extra_state if hasattr(model, "extra_state") else None,
+                      load_extra_state=lambda extra: _restore_extra(model, extra) if extra else None,
+                      tracker=tracker, progress=config.progress, on_epoch_end=on_epoch_end)
     test_metrics = evaluate(model, test, config.eval_batch_size) if test is not None else {}
-    return TrainResult(model=model, state_dict=best_state, best_epoch=state["best_epoch"],
-                       best_valid_auc=state["best_auc"], history=state["history"],
-                       stopped_early=state["bad_epochs"] >= config.patience, test=test_metrics,
-                       seconds=state["seconds"], description=_describe(model))
+    return TrainResult(model=model, state_dict=loop.best_state, best_epoch=loop.best_epoch,
+                       best_valid_auc=loop.best_value, history=loop.history, stopped_early=loop.stopped_early,
+                       test=test_metrics, seconds=loop.seconds, description=_describe(model))
 
 
 def _restore_extra(model, extra: dict) -> None:

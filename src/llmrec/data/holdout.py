@@ -6,7 +6,7 @@ users and items contiguously from 1 (0 stays padding), then shuffle each user's 
 cut at round(0.8 n) and round(0.9 n) (halves rounded up): train / valid / test. Cutting at cumulative boundaries
 keeps every part within one item of its share, and train is never empty.
 
-Evaluation (`ranking_metrics`): score every item, exclude the user's train items (and the padding id), rank the
+Evaluation (`evaluate_scores`, metrics: `llmrec.metrics.holdout_metrics`): score every item, exclude the user's train items (and the padding id), rank the
 rest; Recall@k = |top-k ∩ held-out| / min(k, |held-out|), NDCG@k with binary gains. Users with no held-out items
 in the part are skipped, so a metric is never NaN while at least one user has held-out items. As in the official
 CLLM4Rec code, valid items are not excluded when ranking for the test part (the input is the train items).
@@ -29,16 +29,12 @@ from llmrec.data.info import is_implicit
 from llmrec.data.splits import cached_split, raw_id_meta, split_config
 from llmrec.data.types import Dataset
 from llmrec.errors import LlmrecError
-from llmrec.metrics import mean_interval, ndcg_at_k_multi, recall_at_k
+from llmrec.metrics import holdout_metrics
 from llmrec.paths import atomic_dir
 
 HOLDOUT_VERSION = 1
 """Bump when the split's rows could change for the same options: cached holdout splits are then rebuilt."""
 PARTS = ("train", "valid", "test")
-METRIC_KS = (("recall", 20), ("recall", 40), ("ndcg", 100))
-"""The CLLM4Rec metrics: Recall@20, Recall@40, NDCG@100."""
-SELECTION = "recall@20+recall@40+ndcg@100"
-"""Name of the model-selection value (their sum, as the official fine-tuning script selects)."""
 
 
 @dataclass
@@ -239,38 +235,10 @@ def top_items(scores: torch.Tensor, exclude: torch.Tensor, k: int) -> torch.Tens
     return scores.topk(min(k, scores.shape[1]), dim=1).indices
 
 
-def per_user_metrics(topk, relevant) -> dict[str, np.ndarray]:
-    """Recall@20, Recall@40, NDCG@100 of each user with held-out items (users without any are left out)."""
-    pairs = [(list(map(int, t)), set(map(int, r))) for t, r in zip(topk, relevant) if len(r)]
-    out = {}
-    for kind, k in METRIC_KS:
-        fn = recall_at_k if kind == "recall" else ndcg_at_k_multi
-        out[f"{kind}@{k}"] = np.array([fn([t], [r], k) for t, r in pairs], dtype=np.float64)
-    return out
-
-
-def ranking_metrics(topk, relevant, intervals: bool = False) -> dict[str, float]:
-    """Recall@20, Recall@40, NDCG@100 (and their sum) of ranked lists against held-out sets; users without
-    held-out items are skipped (`users` counts the others). `intervals`: also each metric's 95% bootstrap
-    interval over users, as `<metric>_lo` and `<metric>_hi`."""
-    topk = [list(map(int, t)) for t in topk]
-    relevant = [set(map(int, r)) for r in relevant]
-    out = {}
-    for kind, k in METRIC_KS:
-        fn = recall_at_k if kind == "recall" else ndcg_at_k_multi
-        out[f"{kind}@{k}"] = fn(topk, relevant, k)
-    out[SELECTION] = sum(out[f"{kind}@{k}"] for kind, k in METRIC_KS)
-    out["users"] = float(sum(1 for r in relevant if r))
-    if intervals:
-        for name, values in per_user_metrics(topk, relevant).items():
-            out[f"{name}_lo"], out[f"{name}_hi"] = mean_interval(values)
-    return out
-
-
 def evaluate_scores(split: HoldoutSplit, part: str, score_users: Callable[[np.ndarray], torch.Tensor],
                     batch_size: int = 256, k: int = 100, users: np.ndarray | None = None,
                     intervals: bool = False) -> dict[str, float]:
-    """`ranking_metrics` of a scorer on `part`: score_users(user ids [B]) -> scores [B, n_items]; train items are
+    """`metrics.holdout_metrics` of a scorer on `part`: score_users(user ids [B]) -> scores [B, n_items]; train items are
     excluded. `users` restricts the evaluated users (default: every user with items in `part`); `intervals` adds
     the bootstrap intervals over users."""
     if part not in ("valid", "test"):
@@ -285,7 +253,7 @@ def evaluate_scores(split: HoldoutSplit, part: str, score_users: Callable[[np.nd
             batch = users[start:start + batch_size]
             scores = score_users(batch)
             tops.append(top_items(scores, exclusion_mask([train[u] for u in batch], split.n_items), k).cpu())
-    return ranking_metrics(torch.cat(tops).numpy(), [held[u] for u in users], intervals)
+    return holdout_metrics(torch.cat(tops).numpy(), [held[u] for u in users], intervals)
 
 
 def popularity_scores(split: HoldoutSplit) -> torch.Tensor:

@@ -11,7 +11,7 @@ Recipe: AdamW over the trainable parameters only, linear warm-up once for the wh
 `min_lr` (default 0; `schedule="official"` gives the BinLLM / CoLLM code's schedule instead, see `lr_factor`),
 evaluation every `eval_every` optimizer steps, keep the best state, stop after `patience` evaluations without
 gain. Runs plain on one CPU process or under `accelerate launch` (DDP); a killed run re-run with the same
-arguments resumes from `out_dir/checkpoint/` with the same batches (and the same place in the lr schedule).
+arguments resumes from `out_dir/checkpoint/` (`llmrec.checkpoint`'s format) with the same batches (and the same place in the lr schedule).
 
 Distributed layout: each optimizer step consumes `grad_accum_steps` global micro-batches of
 `batch_size * num_processes` rows taken in order from a per-epoch permutation of the train rows (seeded by
@@ -23,8 +23,7 @@ remainder bookkeeping and pads shards by repeating rows).
 
 Scope: one process or DDP over any number of processes (bf16 autocast on CUDA). FSDP / DeepSpeed sharding
 is not supported yet: the task calls its own module and checkpoints hold full tensors. For a task whose loss
-leaves some trainable parameters unused, pass `accelerator=Accelerator(kwargs_handlers=
-[DistributedDataParallelKwargs(find_unused_parameters=True)])`.
+leaves some trainable parameters unused, pass `accelerator=make_accelerator(find_unused_parameters=True)`.
 """
 from __future__ import annotations
 
@@ -42,16 +41,19 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import broadcast_object_list, gather_object, send_to_device, set_seed
+from accelerate.utils import (DistributedDataParallelKwargs, broadcast_object_list, gather_object, send_to_device,
+                               set_seed)
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from llmrec.checkpoint import load_training_state, read_state, save_training_state
 from llmrec.errors import LlmrecError
 from llmrec.paths import atomic_dir, atomic_file
 from llmrec.tracking import Tracker, scoped
 
-CHECKPOINT_VERSION = 1
 TRAINABLE_FILE = "trainable.safetensors"
+CHECKPOINT_FILE = "state.safetensors"
+"""The resume state inside `<out_dir>/checkpoint/`, in the one checkpoint format (`llmrec.checkpoint`)."""
 
 
 @runtime_checkable
@@ -81,7 +83,8 @@ class Task(Protocol):
 
 @dataclass
 class TrainConfig:
-    """Optimisation and selection settings of one training run (defaults: the papers' LoRA recipe)."""
+    """Optimisation and selection settings of one LLM training run (defaults: the papers' LoRA recipe); the
+    classic models' epochs are configured by `llmrec.collab.trainer.TrainConfig` and the epoch loop."""
 
     lr: float = 1e-3
     """Peak learning rate of AdamW (reached at the end of warm-up)."""
@@ -259,7 +262,10 @@ def load_trainable(module: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise LlmrecError(f"{path}: no trainable-state file")
-    saved = load_file(str(path))
+    _copy_trainable(module, load_file(str(path)), path)
+
+
+def _copy_trainable(module: torch.nn.Module, saved: dict[str, torch.Tensor], path: Path) -> None:
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     missing, extra = sorted(params.keys() - saved.keys()), sorted(saved.keys() - params.keys())
     if missing or extra:
@@ -275,10 +281,13 @@ def load_trainable(module: torch.nn.Module, path: str | Path) -> None:
 
 # ---------------------------------------------------------------- accelerator and evaluation
 
-def make_accelerator(bf16: bool | None = None) -> Accelerator:
-    """An Accelerator with bf16 autocast when asked (None: when CUDA supports it), reusing a running state."""
+def make_accelerator(bf16: bool | None = None, find_unused_parameters: bool = False) -> Accelerator:
+    """The one Accelerator factory: bf16 autocast when asked (None: when CUDA supports it, or as `accelerate launch`
+    set it), reusing a running state. `find_unused_parameters`: DDP tolerates trainable parameters a batch leaves
+    unused (CLLM4Rec: a content batch never touches the collaborative tables); it costs a graph walk per step."""
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else None
     if AcceleratorState._shared_state:  # already initialised in this process (its precision cannot change)
-        acc = Accelerator()
+        acc = Accelerator(kwargs_handlers=handlers)
         if bf16 is not None and (acc.mixed_precision == "bf16") != bf16:
             raise LlmrecError(f"TrainConfig.bf16={bf16} but this process already runs Accelerate with "
                               f"mixed_precision={acc.mixed_precision!r}")
@@ -286,9 +295,9 @@ def make_accelerator(bf16: bool | None = None) -> Accelerator:
     if bf16 is None:
         import os
         if os.environ.get("ACCELERATE_MIXED_PRECISION"):  # set by `accelerate launch`: respect it
-            return Accelerator()
+            return Accelerator(kwargs_handlers=handlers)
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return Accelerator(mixed_precision="bf16" if bf16 else "no")
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=handlers)
 
 
 def _shard(n_rows: int, num_processes: int, index: int) -> range:
@@ -432,10 +441,6 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def _run_key(cfg: TrainConfig, plan: _Plan, eval_rows: int | None, selection_metric: str,
              higher_is_better: bool) -> dict:
     key = {k: v for k, v in dataclasses.asdict(cfg).items()
@@ -495,8 +500,9 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
     evaluate: scores of the eval rows, in row order -> {metric: value}; must contain `selection_metric`.
     eval_task: the same trainable module over the evaluation table; defaults to `task` (for tasks whose collate
         serves evaluation rows too).
-    out_dir: holds `checkpoint/` (resume state, `log.jsonl` of evaluations) and `best/` (selected trainable
-        weights `trainable.safetensors` + `best.json`). Re-running with the same arguments after a kill resumes
+    out_dir: holds `checkpoint/` (the resume state `state.safetensors` in the one checkpoint format,
+        `llmrec.checkpoint`; `log.jsonl` of evaluations and `train_log.jsonl` as plain copies to read) and `best/`
+        (selected trainable weights `trainable.safetensors` + `best.json`). Re-running with the same arguments after a kill resumes
         with the same subsequent batches; re-running a finished run returns its result.
     tracker: gets train_loss, lr, samples_per_s, tokens_per_s (when batches count tokens) every optimizer step
         and valid_<metric> at every evaluation (llmrec.tracking; give it the stage's prefix).
@@ -547,56 +553,51 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-    s = {"version": CHECKPOINT_VERSION, "run": run_key, "step": 0, "micro": 0, "best_value": None,
+    s = {"run": run_key, "step": 0, "micro": 0, "best_value": None,
          "best_step": None, "best_metrics": {}, "evals_without_gain": 0, "last_eval_step": None,
          "train_seconds": 0.0, "tokens_seen": 0, "finished": False, "stopped_early": False,
          "loss_sum": 0.0, "loss_count": 0, "win_loss": 0.0, "win_secs": 0.0, "win_n": 0}
     history: list[dict] = []
     train_log: list[dict] = []
     set_seed(config.seed, device_specific=True)
+    ckpt_file = ckpt_dir / CHECKPOINT_FILE
     if (ckpt_dir / "state.json").is_file():
-        saved = json.loads((ckpt_dir / "state.json").read_text())
-        if saved.get("version") != CHECKPOINT_VERSION:
-            raise LlmrecError(f"{ckpt_dir}: checkpoint version {saved.get('version')}, "
-                              f"this llmrec writes {CHECKPOINT_VERSION}; delete it to start over")
+        raise LlmrecError(f"{ckpt_dir}: checkpoint of an older llmrec (state.json, optim.pt); this one reads "
+                          f"{CHECKPOINT_FILE}; delete it to start over")
+    if ckpt_file.is_file():
+        saved = read_state(ckpt_file)
         diff = sorted(k for k in run_key.keys() | saved["run"].keys()
                       if k not in _BUDGET_FIELDS and run_key.get(k) != saved["run"].get(k))
         if diff:
             k = diff[0]
             raise LlmrecError(f"{ckpt_dir}: written with {k}={saved['run'].get(k)!r}, now {run_key.get(k)!r} "
                               f"(differing: {', '.join(diff)}); use the same settings or delete it")
+        groups, saved = load_training_state(ckpt_file, optimizer, scheduler)
+        _copy_trainable(module, groups["trainable"], ckpt_file)
+        rng, history, train_log = saved.pop("rng"), saved.pop("history"), saved.pop("train_log")
         s.update(saved, run=run_key)
         if s["finished"] and s["step"] < total and not (config.patience is not None
                                                         and s["evals_without_gain"] >= config.patience):
             s.update(finished=False, stopped_early=False)  # a larger budget: the finished run continues
-        load_trainable(module, ckpt_dir / TRAINABLE_FILE)
-        opt = torch.load(ckpt_dir / "optim.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(opt["optimizer"])
-        scheduler.load_state_dict(opt["scheduler"])
-        rng = json.loads((ckpt_dir / "rng.json").read_text())
         if len(rng) == acc.num_processes:
             _set_rng_state(rng[acc.process_index])
-        history = _read_jsonl(ckpt_dir / "log.jsonl")
-        train_log = _read_jsonl(ckpt_dir / "train_log.jsonl")
         acc.wait_for_everyone()  # nobody rewrites the checkpoint before all have read it
 
     def save_checkpoint():
         rng = gather_object([_rng_state()])  # every process's RNG, so each resumes its own dropout stream
         if main:
             with atomic_dir(ckpt_dir) as tmp:
-                save_file(trainable_state(module), str(tmp / TRAINABLE_FILE))
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                           tmp / "optim.pt")
-                (tmp / "rng.json").write_text(json.dumps(rng))
+                save_training_state(tmp / CHECKPOINT_FILE, {"trainable": trainable_state(module)}, optimizer,
+                                    {**s, "rng": rng, "history": history, "train_log": train_log}, scheduler)
+                # the same logs as plain JSON lines, for readers such as bench/curves.py (resume reads the above)
                 _write_jsonl(tmp / "log.jsonl", history)
                 _write_jsonl(tmp / "train_log.jsonl", train_log)
-                (tmp / "state.json").write_text(json.dumps(s, indent=1))
         acc.wait_for_everyone()
 
     def save_best(metrics: dict):
         if main:
             with atomic_dir(best_dir) as tmp:
-                save_file(trainable_state(module), str(tmp / TRAINABLE_FILE))
+                save_trainable(module, tmp / TRAINABLE_FILE)
                 (tmp / "best.json").write_text(json.dumps({"step": s["step"], "metrics": metrics}, indent=1))
         acc.wait_for_everyone()
 

@@ -15,7 +15,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from llmrec.data.holdout import METRIC_KS, HoldoutSplit, evaluate_scores, exclusion_mask
+from llmrec.data.holdout import HoldoutSplit, evaluate_scores, exclusion_mask
+from llmrec.metrics import METRIC_KS
 from llmrec.errors import LlmrecError
 from llmrec.ids import RunIds
 from llmrec.serving import Serving

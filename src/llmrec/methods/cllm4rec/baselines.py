@@ -10,21 +10,19 @@ initialisation (std 0.1, the official PyTorch code). Every `eval_every` epochs t
 """
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from llmrec.collab.checkpoint import load_training_state, save_training_state
 from llmrec.collab.lightgcn import LightGCN, LightGCNConfig
-from llmrec.data.holdout import SELECTION, HoldoutSplit, evaluate_scores, popularity_scores
+from llmrec.collab.loop import run_epochs
+from llmrec.data.holdout import HoldoutSplit, evaluate_scores, popularity_scores
 from llmrec.errors import LlmrecError
-from llmrec.tracking import Tracker, scoped
+from llmrec.metrics import SELECTION
+from llmrec.tracking import Tracker
 
 
 @dataclass
@@ -85,11 +83,10 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
                        seed: int = 2023) -> BaselineResult:
     """LightGCN trained with BPR on the split's train pairs; best validation weights scored on the test part.
 
-    `checkpoint`: a file written after every validation (`llmrec.collab.checkpoint`); when it exists, training
+    The epochs are `llmrec.collab.loop`'s: `checkpoint`, a file written after every epoch; when it exists, training
     resumes from it with the same subsequent batches and negatives. `tracker` (llmrec.tracking) gets train_loss,
     lr, samples_per_s every epoch and valid_<metric> at validations."""
     config = config or BPRConfig()
-    tracker = scoped(tracker, "")
     torch.manual_seed(seed)  # the experiment's seed: initialisation, order, negative sampling
     model = LightGCN(split.n_users, split.n_items, LightGCNConfig(dim=config.dim, layers=config.layers,
                                                                     init_std=config.init_std))
@@ -107,21 +104,7 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
                 final["users"], final["items"] = model.propagate()
         return final["users"][torch.as_tensor(users)] @ final["items"].T
 
-    best, best_state, best_epoch, bad = -math.inf, None, 0, 0
-    history: list[dict] = []
-    first = 1
-    if checkpoint is not None and Path(checkpoint).is_file():
-        best_state, st = load_training_state(checkpoint, model, optimizer)
-        best, best_epoch, bad, history = st["best"], st["best_epoch"], st["bad"], st["history"]
-        rng.bit_generator.state = st["rng"]
-        first = st["epoch"] + 1
-    started = time.perf_counter()
-    bar = tqdm(range(first, config.epochs + 1), disable=not config.progress, desc="lightgcn-bpr", leave=False)
-    for epoch in bar:
-        if config.patience is not None and bad >= config.patience:
-            break  # a resumed run that had already stopped
-        model.train()
-        t0 = time.perf_counter()
+    def train_epoch(epoch: int) -> dict:
         order = rng.permutation(len(pairs_u))
         neg_all = sample_negatives(pairs_u[order], train_items, split.n_items, rng)
         total = 0.0
@@ -139,40 +122,25 @@ def train_lightgcn_bpr(split: HoldoutSplit, config: BPRConfig | None = None,
             loss.backward()
             optimizer.step()
             total += loss.item() * len(rows)
-        # learning-curve axes: train pairs seen and training seconds so far (validation excluded, resumes included)
-        epoch_seconds = time.perf_counter() - t0
-        seconds = (history[-1]["train_seconds"] if history else 0.0) + epoch_seconds
-        record = {"epoch": epoch, "samples": epoch * len(order), "train_seconds": round(seconds, 3),
-                  "loss": total / len(order)}
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            model.eval()
-            final.clear()
-            valid = evaluate_scores(split, "valid", score, config.eval_batch_size)
-            record.update({f"valid_{k}": v for k, v in valid.items()})
-            if valid[SELECTION] > best:
-                best, best_epoch, bad = valid[SELECTION], epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-            bar.set_postfix(sel=f"{valid[SELECTION]:.4f}", best=f"{best:.4f}@{best_epoch}")
-        history.append(record)
-        tracker.log({"train_loss": record["loss"], "lr": optimizer.param_groups[0]["lr"],
-                     "samples_per_s": len(order) / epoch_seconds,
-                     **{k: v for k, v in record.items() if k.startswith("valid_")}}, epoch)
-        if checkpoint is not None and "valid_" + SELECTION in record:
-            save_training_state(checkpoint, model, optimizer, best_state,
-                                {"epoch": epoch, "best": best, "best_epoch": best_epoch, "bad": bad,
-                                 "history": history, "rng": rng.bit_generator.state})
-        if config.patience is not None and bad >= config.patience:
-            break
-    bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
+        return {"loss": total / len(order)}
+
+    def validate() -> dict:
+        final.clear()  # propagate once with this epoch's weights
+        return evaluate_scores(split, "valid", score, config.eval_batch_size)
+
+    # epochs and patience are budget (llmrec.runs.BUDGET_FIELDS): a finished run may continue under more
+    fingerprint = {k: v for k, v in asdict(config).items()
+                   if k not in ("epochs", "patience", "progress", "eval_batch_size")}
+    loop = run_epochs(model, optimizer, train_epoch, validate, epochs=config.epochs, metric=SELECTION,
+                      eval_every=config.eval_every, patience=config.patience, samples_per_epoch=len(pairs_u),
+                      checkpoint=checkpoint, fingerprint={**fingerprint, "pairs": len(pairs_u), "seed": seed},
+                      extra_state=lambda: {"rng": rng.bit_generator.state},
+                      load_extra_state=lambda extra: setattr(rng.bit_generator, "state", extra["rng"]),
+                      tracker=tracker, progress=config.progress, desc="lightgcn-bpr")
     final.clear()
     test = evaluate_scores(split, "test", score, config.eval_batch_size, intervals=True)
-    best_valid = {k[len("valid_"):]: v for k, v in history[best_epoch - 1].items() if k.startswith("valid_")}
-    return BaselineResult(name="lightgcn-bpr", best_epoch=best_epoch, best_valid=best_valid, test=test,
-                          history=history, seconds=time.perf_counter() - started, model=model)
+    return BaselineResult(name="lightgcn-bpr", best_epoch=loop.best_epoch, best_valid=loop.best_metrics, test=test,
+                          history=loop.history, seconds=loop.seconds, model=model)
 
 
 class Popularity(torch.nn.Module):

@@ -33,10 +33,11 @@ import time
 import numpy as np
 import torch
 
-from llmrec.data.holdout import METRIC_KS, SELECTION, HoldoutSplit, ranking_metrics
+from llmrec.data.holdout import HoldoutSplit
+from llmrec.metrics import METRIC_KS, SELECTION, holdout_metrics as ranking_metrics
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
-from llmrec.llm.train import TrainConfig, fit, predict_rows
+from llmrec.llm.train import TrainConfig, fit, make_accelerator, predict_rows
 from llmrec.methods.cllm4rec.config import CLLM4RecConfig
 from llmrec.methods.cllm4rec.documents import collaborative_documents, content_documents
 from llmrec.methods.cllm4rec.model import CLLM4RecModel, inject_lora
@@ -51,22 +52,6 @@ MODEL_FILE = "model.safetensors"
 PRETRAIN_CHECKPOINT_EVERY = 25
 """Pre-training has no evaluation (which is when `fit` checkpoints): checkpoint every this many steps so that a
 killed run loses at most that much of a stage."""
-
-
-def make_accelerator():
-    """An Accelerator whose DDP tolerates parameters a batch leaves unused (a content batch never touches the
-    collaborative tables); bf16 autocast on CUDA like `llmrec.llm.train.make_accelerator`."""
-    import os
-
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
-    if AcceleratorState._shared_state or os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return Accelerator(kwargs_handlers=handlers)
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=handlers)
 
 
 def build_model(config: CLLM4RecConfig, n_users: int, n_items: int, device=None, *, backbone: str,
@@ -101,7 +86,7 @@ def train_cllm4rec(experiment, split: HoldoutSplit, run, tracker: Tracker | None
     `cllm4rec` section, `llm.backbone`, `llm.dtype`, `seed`). `tracker` (llmrec.tracking) follows each stage under
     its folder's name (pretrain-content/, ..., finetune/)."""
     config, seed = cllm4rec_config(experiment), experiment.seed
-    acc = make_accelerator()
+    acc = make_accelerator(find_unused_parameters=True)  # a content batch never touches the ID tables
     started = time.perf_counter()
     device = acc.device if config.device == "auto" else config.device
     model, vocab, tokenizer = build_model(config, split.n_users, split.n_items, device,

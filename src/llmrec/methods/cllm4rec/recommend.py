@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec.data.holdout import HoldoutSplit, exclusion_mask, ranking_metrics
+from llmrec.data.holdout import HoldoutSplit, exclusion_mask
+from llmrec.metrics import holdout_metrics as ranking_metrics
 from llmrec.errors import LlmrecError
 from llmrec.ids import RunIds
 from llmrec.methods.cllm4rec.config import NEW_USER, CLLM4RecConfig

@@ -13,7 +13,7 @@ import importlib
 
 _WHERE = {"BeamResult": "generate", "constrained_beam_search": "generate", "hf_constrained_generate": "generate",
           "score_all_items": "generate", "LCRecConfig": "config", "RQVAEConfig": "config",
-          "ranking_metrics": "recipe", "train_lcrec": "recipe", "RQVAE": "rqvae", "RQVAEResult": "rqvae",
+          "train_lcrec": "recipe", "RQVAE": "rqvae", "RQVAEResult": "rqvae",
           "build_index": "rqvae", "random_index": "rqvae", "TASKS": "config", "UserText": "tasks",
           "build_samples": "tasks", "IndexTrie": "trie", "ItemIndex": "vocab", "add_index_tokens": "vocab"}
 

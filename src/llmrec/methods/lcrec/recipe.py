@@ -56,7 +56,7 @@ import torch
 
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
-from llmrec.collab.ranking import ranking_metrics
+from llmrec.metrics import leave_one_out_metrics as ranking_metrics
 from llmrec.paths import atomic_dir, home
 from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
 from llmrec.methods.lcrec.embeddings import item_embeddings

@@ -26,21 +26,21 @@ cannot place more centres than it has points).
 """
 from __future__ import annotations
 
-import copy
 import math
-import time
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmrec.collab.loop import run_epochs
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.config import RQVAEConfig  # defined without torch, for the typed configs
 from llmrec.methods.lcrec.vocab import ItemIndex
-from llmrec.tracking import Tracker, scoped
+from llmrec.tracking import Tracker
 
 
 def default_hidden(in_dim: int, e_dim: int) -> list[int]:
@@ -193,12 +193,20 @@ class RQVAEResult:
     best epoch, sizes, seconds."""
 
 
+_INDEX_ONLY = ("collision_rounds",)
+"""RQVAEConfig fields that act after training (index generation): a checkpoint may be resumed with others."""
+
+
 def train_rqvae(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progress: bool = False,
-                device: str = "cpu", tracker: Tracker | None = None) -> tuple[RQVAE, dict]:
+                device: str = "cpu", tracker: Tracker | None = None,
+                checkpoint: str | Path | None = None) -> tuple[RQVAE, dict]:
     """Train an RQ-VAE on item embeddings [n, d] (float); returns the selected model and a training report.
-    `tracker` (llmrec.tracking) gets loss, recon, lr, samples_per_s every epoch and collision_rate at evaluations."""
+
+    The epochs are `llmrec.collab.loop`'s: every `eval_every` epochs the collision rate is measured and the state
+    with the lowest one kept (no early stop). `checkpoint`: a file written after every epoch; when it exists,
+    training resumes from it. `tracker` (llmrec.tracking) gets train_loss, recon, lr, samples_per_s every epoch
+    and valid_collision_rate at evaluations."""
     cfg = cfg or RQVAEConfig()
-    tracker = scoped(tracker, "")
     cfg.validate()
     x = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32, device=device)
     if x.ndim != 2 or len(x) < 2:
@@ -216,23 +224,17 @@ def train_rqvae(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progr
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
-    best = {"rate": math.inf, "epoch": None, "state": None}
-    history = []
-    t0 = time.perf_counter()
-    from tqdm.auto import tqdm
-    for epoch in tqdm(range(cfg.epochs), desc="rq-vae", disable=not progress):
+
+    def train_epoch(epoch: int) -> dict:
         order = torch.randperm(n, generator=g).to(device)
-        model.train()
-        t_epoch = time.perf_counter()
-        lr = opt.param_groups[0]["lr"]
         epoch_loss = epoch_recon = 0.0
         for s in range(steps_per_epoch):
             batch = x[order[s * cfg.batch_size:(s + 1) * cfg.batch_size]]
-            if epoch == 0 and s == 0 and cfg.kmeans_init:
+            if epoch == 1 and s == 0 and cfg.kmeans_init:
                 model.kmeans_init(batch if len(batch) >= k else x, cfg.kmeans_iters, cfg.seed)
             loss, recon, _ = model(batch, use_sinkhorn=cfg.sinkhorn)
             if not torch.isfinite(loss):
-                raise RuntimeError(f"RQ-VAE loss is {loss.item()} at epoch {epoch}")
+                raise RuntimeError(f"RQ-VAE loss is {loss.item()} at epoch {epoch - 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.max_grad_norm is not None:
@@ -241,22 +243,23 @@ def train_rqvae(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progr
             sched.step()
             epoch_loss += loss.item() * len(batch)
             epoch_recon += recon.item() * len(batch)
-        logged = {"loss": epoch_loss / n, "recon": epoch_recon / n, "lr": lr,
-                  "samples_per_s": n / (time.perf_counter() - t_epoch)}
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            model.eval()
-            rate = collision_rate(model.codes(x).cpu().numpy())
-            history.append({"epoch": epoch + 1, "loss": epoch_loss / n, "recon": epoch_recon / n,
-                            "collision_rate": rate})
-            logged["collision_rate"] = rate
-            if rate < best["rate"]:
-                best.update(rate=rate, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
-        tracker.log(logged, epoch + 1)
-    model.load_state_dict(best["state"])
-    model.eval()
+        return {"loss": epoch_loss / n, "recon": epoch_recon / n}
+
+    def restore(extra: dict) -> None:
+        g.set_state(torch.tensor(extra["generator"], dtype=torch.uint8))
+
+    fingerprint = {k: v for k, v in asdict(cfg).items() if k not in _INDEX_ONLY}
+    loop = run_epochs(model, opt, train_epoch, lambda: {"collision_rate": collision_rate(model.codes(x).cpu().numpy())},
+                      epochs=cfg.epochs, metric="collision_rate", higher_is_better=False, eval_every=cfg.eval_every,
+                      samples_per_epoch=n, checkpoint=checkpoint, scheduler=sched,
+                      fingerprint={**fingerprint, "items": n, "in_dim": int(x.shape[1])},
+                      extra_state=lambda: {"generator": g.get_state().tolist()}, load_extra_state=restore,
+                      tracker=tracker, progress=progress, desc="rq-vae")
+    history = [{"epoch": h["epoch"], "loss": h["loss"], "recon": h["recon"],
+                "collision_rate": h["valid_collision_rate"]} for h in loop.history if "valid_collision_rate" in h]
     report = {"items": n, "in_dim": int(x.shape[1]), "hidden": model.hidden, "levels": cfg.levels,
-              "codebook_size": k, "epochs": cfg.epochs, "best_epoch": best["epoch"],
-              "train_seconds": round(time.perf_counter() - t0, 2), "history": history}
+              "codebook_size": k, "epochs": cfg.epochs, "best_epoch": loop.best_epoch or None,
+              "train_seconds": round(loop.seconds, 2), "history": history}
     return model, report
 
 
@@ -352,10 +355,13 @@ def generate_indices(model: RQVAE, embeddings: np.ndarray, *, collision_rounds: 
 
 
 def build_index(embeddings: np.ndarray, cfg: RQVAEConfig | None = None, *, progress: bool = False,
-                device: str = "cpu", tracker: Tracker | None = None) -> RQVAEResult:
-    """Train the RQ-VAE on embeddings of items 1..n (row i-1 = item i) and return a unique ItemIndex."""
+                device: str = "cpu", tracker: Tracker | None = None,
+                checkpoint: str | Path | None = None) -> RQVAEResult:
+    """Train the RQ-VAE on embeddings of items 1..n (row i-1 = item i) and return a unique ItemIndex;
+    `checkpoint`: as in `train_rqvae`."""
     cfg = cfg or RQVAEConfig()
-    model, report = train_rqvae(embeddings, cfg, progress=progress, device=device, tracker=tracker)
+    model, report = train_rqvae(embeddings, cfg, progress=progress, device=device, tracker=tracker,
+                                checkpoint=checkpoint)
     codes, gen = generate_indices(model, embeddings, collision_rounds=cfg.collision_rounds, device=device)
     report.update(gen)
     report["config"] = asdict(cfg)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmrec.collab.ranking import popularity, popularity_ranks, ranking_metrics
+from llmrec.collab.ranking import popularity, popularity_ranks
+from llmrec.metrics import leave_one_out_metrics as ranking_metrics
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.sasrec_rank.recipe import exclude_seen, lcrec_test_rows

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmrec.collab.ranking import RankingConfig, eval_sequences, ranking_metrics, rank_targets, train_ranking
+from llmrec.collab.ranking import RankingConfig, eval_sequences, rank_targets, train_ranking
+from llmrec.metrics import leave_one_out_metrics as ranking_metrics
 from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
