@@ -9,6 +9,8 @@ import pytest
 from llmrec.cli import main
 from llmrec.config import ExperimentConfig, StageConfig
 from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.config import LCRecConfig
+from llmrec.methods.multvae.config import MultVAEConfig
 from llmrec.runs import BUDGET_FIELDS, Run
 
 from synthetic import CSV_OPTIONS
@@ -44,13 +46,13 @@ def test_finished_run_given_more_epochs_continues_and_equals_a_straight_run(csv_
 def test_other_fields_are_refused_and_budget_fields_are_named_in_one_place(tmp_path):
     run = Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="lcrec"))
     run.save_json("state.json", {})
-    budget = ExperimentConfig(method="lcrec", lcrec={"max_steps": 200, "test_users": 50})
-    assert Run.create_or_resume(tmp_path / "r", budget).config.lcrec == {"max_steps": 200, "test_users": 50}
+    budget = ExperimentConfig(method="lcrec", lcrec=LCRecConfig(max_steps=200, test_users=50))
+    assert Run.create_or_resume(tmp_path / "r", budget).config.lcrec == LCRecConfig(max_steps=200, test_users=50)
     for field in ("lcrec.lr", "lcrec.valid_users", "lcrec.rqvae", "seed"):
         assert field not in BUDGET_FIELDS
     with pytest.raises(LlmrecError, match="different config.*lcrec.lr"):
-        Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="lcrec", lcrec={"max_steps": 200,
-                                                                                     "test_users": 50, "lr": 0.1}))
+        Run.create_or_resume(tmp_path / "r", ExperimentConfig(
+            method="lcrec", lcrec=LCRecConfig(max_steps=200, test_users=50, lr=0.1)))
     with pytest.raises(LlmrecError, match="different config.*seed"):
         Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="lcrec", seed=1, lcrec=budget.lcrec))
 
@@ -79,5 +81,5 @@ def test_a_budget_that_changes_the_model_is_refused_with_the_reason(tmp_path):
     run = Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="multvae"))
     run.save_json("checkpoint.json", {})
     with pytest.raises(LlmrecError, match="multvae.epochs cannot change on resume: Mult-VAE plans its KL annealing"):
-        Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="multvae", multvae={"epochs": 400}))
+        Run.create_or_resume(tmp_path / "r", ExperimentConfig(method="multvae", multvae=MultVAEConfig(epochs=400)))
 

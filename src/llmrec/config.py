@@ -13,10 +13,15 @@ from pathlib import Path
 
 import yaml
 
-from llmrec.data.split_configs import SequenceSplitConfig
+from llmrec.data.split_configs import HoldoutConfig, SequenceSplitConfig
 from llmrec.errors import LlmrecError
 from llmrec.methods.binllm.config import BinLLMConfig, EncoderConfig
+from llmrec.methods.cllm4rec.config import CLLM4RecConfig
 from llmrec.methods.collm.config import CoLLMConfig
+from llmrec.methods.lcrec.config import LCRecConfig
+from llmrec.methods.lightgcn_bpr.config import BPRConfig
+from llmrec.methods.multvae.config import MultVAEConfig
+from llmrec.methods.sasrec_rank.config import SeqRankConfig
 
 
 @dataclass
@@ -189,18 +194,18 @@ class ExperimentConfig:
     # Ranking families (see llmrec.experiment): each section overrides the method's own config dataclass.
     sequence: SequenceSplitConfig = field(default_factory=SequenceSplitConfig)
     """Leave-one-out split (the sequence family)."""
-    holdout: dict = field(default_factory=dict)
-    """Per-user holdout split options (llmrec.data.holdout.HoldoutConfig) for multvae, lightgcn-bpr, cllm4rec."""
-    seqrank: dict = field(default_factory=dict)
-    """Overrides of llmrec.collab.ranking.RankingConfig (sasrec-rank: SASRec trained for next-item ranking)."""
-    lcrec: dict = field(default_factory=dict)
-    """Overrides of llmrec.methods.lcrec.config.LCRecConfig."""
-    multvae: dict = field(default_factory=dict)
-    """Overrides of the Mult-VAE config (llmrec.collab.multvae)."""
-    bpr: dict = field(default_factory=dict)
-    """Overrides of llmrec.methods.cllm4rec.baselines.BPRConfig (lightgcn-bpr)."""
-    cllm4rec: dict = field(default_factory=dict)
-    """Overrides of llmrec.methods.cllm4rec.config.CLLM4RecConfig."""
+    holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
+    """Per-user holdout split (the holdout family)."""
+    seqrank: SeqRankConfig = field(default_factory=SeqRankConfig)
+    """SASRec trained for next-item ranking (sasrec-rank)."""
+    lcrec: LCRecConfig = field(default_factory=LCRecConfig)
+    """LC-Rec (lcrec; every sequence method reads its `exclude_seen` rule and test users)."""
+    multvae: MultVAEConfig = field(default_factory=MultVAEConfig)
+    """Mult-VAE (multvae)."""
+    bpr: BPRConfig = field(default_factory=BPRConfig)
+    """LightGCN with BPR (lightgcn-bpr)."""
+    cllm4rec: CLLM4RecConfig = field(default_factory=CLLM4RecConfig)
+    """CLLM4Rec (cllm4rec)."""
 
     def __post_init__(self):
         names = self.report_to.split(",") if isinstance(self.report_to, str) else self.report_to
@@ -341,8 +346,11 @@ def from_dict(cls, data: dict | None, where: str = "config", check: bool = True)
         if check:
             check_range(k, kwargs[k], _at(where, k))
     try:
-        return cls(**kwargs)
-    except LlmrecError as exc:  # a class's own checks (__post_init__) name the field but not the source
+        obj = cls(**kwargs)
+        if check and hasattr(obj, "validate"):  # a section's cross-field rules (LCRecConfig, CLLM4RecConfig)
+            obj.validate()
+        return obj
+    except LlmrecError as exc:  # a class's own checks (__post_init__, validate) name the field but not the source
         raise LlmrecError(f"{where.rstrip(':')}: {exc}") from None
 
 

@@ -33,32 +33,11 @@ def make_config(method: str, path: str | None = None, overrides: list[str] | Non
 
 
 def check_sections(cfg: ExperimentConfig) -> None:
-    """Build the method's own configs from their untyped sections (sequence, holdout, seqrank, lcrec, multvae,
-    bpr, cllm4rec, encoder), so a bad key or value there fails now, in one line, not after a run started."""
-    from llmrec.config import from_dict
-
+    """What parsing cannot check: the trackers `report_to` names are installed (every section is a typed
+    dataclass, checked field by field, with its own `validate()`, when the config is read)."""
     from llmrec.tracking import resolve
 
     resolve(cfg.report_to)  # an unknown or missing tracker fails here, before a run directory exists
-    kind, m = registry.family(cfg.method), cfg.method
-    if kind == "sequence":
-        from llmrec.methods.lcrec.recipe import lcrec_config
-        lcrec_config(cfg)  # every sequence method reads lcrec.exclude_seen and LC-Rec's test users
-        if m == "sasrec-rank":
-            from llmrec.methods.sasrec_rank.recipe import ranking_config
-            ranking_config(cfg)
-    if kind == "holdout":
-        from llmrec.data.holdout import HoldoutConfig
-        from_dict(HoldoutConfig, cfg.holdout, "holdout")
-        if m == "multvae":
-            from llmrec.collab.multvae import MultVAEConfig
-            from_dict(MultVAEConfig, cfg.multvae, "multvae")
-        elif m == "lightgcn-bpr":
-            from llmrec.methods.cllm4rec.baselines import BPRConfig
-            from_dict(BPRConfig, cfg.bpr, "bpr")
-        elif m == "cllm4rec":
-            from llmrec.methods.cllm4rec.recipe import cllm4rec_config
-            cllm4rec_config(cfg)
 
 
 def load_split(cfg: ExperimentConfig):
@@ -75,7 +54,8 @@ def load_split(cfg: ExperimentConfig):
                                   **dataclasses.asdict(cfg.sequence))
     if kind == "holdout":
         from llmrec.data.holdout import get_holdout_split
-        return get_holdout_split(d.dataset, dataset_options=dataset_options, **cfg.holdout, seed=cfg.seed)
+        return get_holdout_split(d.dataset, dataset_options=dataset_options,
+                                 **dataclasses.asdict(cfg.holdout), seed=cfg.seed)
     if d.dataset in ("collm", "collm-ml1m"):
         return get_click_split("collm", dataset_options=dataset_options, max_history=d.max_history,
                                warm_definition=d.warm_definition, domain=d.domain)

@@ -27,6 +27,7 @@ from llmrec.collab.sasrec import SASRec
 from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
+from llmrec.methods.sasrec_rank.config import SeqRankConfig
 from llmrec.metrics import leave_one_out_metrics, rank_of_target
 from llmrec.tracking import Tracker
 
@@ -37,34 +38,15 @@ xavier-normal initialisation)."""
 
 
 @dataclass
-class RankingConfig:
-    """Next-item training of SASRec with early stopping on valid NDCG@10."""
+class RankingConfig(SeqRankConfig):
+    """`SeqRankConfig` and what the experiment decides for every sequence method: the seen-item rule and the
+    seed."""
 
-    loss: str = "ce"
-    """'ce': softmax cross-entropy over all items; 'bce': sampled negatives with binary cross-entropy."""
-    negatives: int = 1
-    """Sampled negatives per position for 'bce'."""
-    lr: float | None = None
-    """Adam learning rate; None: the model config's `lr`."""
-    weight_decay: float | None = None
-    """Adam weight decay; None: the model config's `weight_decay`."""
-    batch_size: int = 128
-    """Users per step."""
-    epochs: int = 200
-    """Maximum epochs (passes over all users)."""
-    eval_every: int = 1
-    """Epochs between validations."""
-    patience: int = 20
-    """Validations without a valid NDCG@10 gain before stopping."""
     exclude_history: bool = True
     """Exclude items already in the input history from the ranking (standard full ranking of unseen items; a target
     that repeats a history item then ranks last)."""
     seed: int = 2023
     """Seeds initialisation (in `train_ranking`), the order, negatives and dropout."""
-    eval_batch_size: int = 256
-    """Users per scoring batch."""
-    progress: bool = True
-    """Show a tqdm bar over epochs."""
 
 
 @dataclass

@@ -28,6 +28,7 @@ import torch
 from llmrec.data.info import is_implicit
 from llmrec.data.splits import cached_split, raw_id_meta, split_config
 from llmrec.data.types import Dataset
+from llmrec.data.split_configs import HoldoutConfig
 from llmrec.errors import LlmrecError
 from llmrec.metrics import holdout_metrics
 from llmrec.paths import atomic_dir
@@ -35,29 +36,6 @@ from llmrec.paths import atomic_dir
 HOLDOUT_VERSION = 1
 """Bump when the split's rows could change for the same options: cached holdout splits are then rebuilt."""
 PARTS = ("train", "valid", "test")
-
-
-@dataclass
-class HoldoutConfig:
-    """How a holdout split is made: the experiment's `holdout` section. The per-user shuffles are seeded by the
-    experiment's `seed` (`HoldoutSplitConfig` adds it), as every method's randomness is."""
-
-    threshold: float = 3.0
-    """Keep interactions with rating strictly above this (CLLM4Rec: > 3)."""
-    min_count: int = 5
-    """k-core: users and items need at least this many kept interactions (repeated until stable); 1 = no filter."""
-    fractions: tuple = (0.8, 0.1, 0.1)
-    """Per-user shares of train, valid and test."""
-
-    def __post_init__(self):
-        self.fractions = tuple(float(f) for f in self.fractions)
-        if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
-            raise LlmrecError(f"holdout fractions must be three non-negative shares summing to 1, "
-                              f"got {self.fractions}")
-        if self.fractions[0] <= 0:
-            raise LlmrecError(f"holdout fractions: the train share must be > 0, got {self.fractions}")
-        if self.min_count < 1:
-            raise LlmrecError(f"holdout min_count must be >= 1, got {self.min_count}")
 
 
 @dataclass

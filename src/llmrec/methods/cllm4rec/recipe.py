@@ -85,7 +85,7 @@ def train_cllm4rec(experiment, split: HoldoutSplit, run, tracker: Tracker | None
     (the caller, `llmrec.experiment.train`, finishes the run with them). `experiment`: the ExperimentConfig (its
     `cllm4rec` section, `llm.backbone`, `llm.dtype`, `seed`). `tracker` (llmrec.tracking) follows each stage under
     its folder's name (pretrain-content/, ..., finetune/)."""
-    config, seed = cllm4rec_config(experiment), experiment.seed
+    config, seed = experiment.cllm4rec, experiment.seed
     acc = make_accelerator(find_unused_parameters=True)  # a content batch never touches the ID tables
     started = time.perf_counter()
     device = acc.device if config.device == "auto" else config.device
@@ -175,16 +175,6 @@ def learning_curve(stages: dict, history: list[dict]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # `llmrec train cllm4rec` / `Recommender.from_pretrained` (see llmrec.methods.registry)
-
-def cllm4rec_config(cfg) -> CLLM4RecConfig:
-    """The CLLM4RecConfig of an ExperimentConfig: defaults <- its `cllm4rec` section (the backbone, dtype and seed
-    are the experiment's: `llm.backbone`, `llm.dtype`, `seed`)."""
-    from llmrec.config import from_dict
-
-    config = from_dict(CLLM4RecConfig, cfg.cllm4rec, "cllm4rec")
-    config.validate()
-    return config
-
 
 def train(cfg, split: HoldoutSplit, run, tracker: Tracker | None = None) -> dict:
     """`llmrec train cllm4rec`: `train_cllm4rec` into the run (resumable); metrics["test"] = test."""

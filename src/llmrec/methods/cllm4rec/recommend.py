@@ -53,14 +53,14 @@ class CLLM4Rec(Serving):
         (read from split/ unless given)."""
         from safetensors.torch import load_file
 
-        from llmrec.methods.cllm4rec.recipe import MODEL_FILE, build_model, cllm4rec_config
+        from llmrec.methods.cllm4rec.recipe import MODEL_FILE, build_model
         from llmrec.runs import Run, open_run
 
         run = run if isinstance(run, Run) else open_run(run)
         if not run.has(MODEL_FILE):
             raise LlmrecError(f"{run.path}: not a finished CLLM4Rec run (no {MODEL_FILE})")
         experiment = run.config
-        config = cllm4rec_config(experiment)
+        config = experiment.cllm4rec
         split = split if split is not None else HoldoutSplit.load(run.file("split"))
         model, vocab, tokenizer = build_model(config, split.n_users, split.n_items, device,
                                               backbone=experiment.llm.backbone, dtype=experiment.llm.dtype,

@@ -285,7 +285,7 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
     from llmrec.llm.backbones import load_backbone
     from llmrec.llm.train import TrainConfig, fit, make_accelerator
 
-    cfg, seed = lcrec_config(experiment), experiment.seed
+    cfg, seed = experiment.lcrec, experiment.seed
     torch.manual_seed(seed)
     t_start = time.perf_counter()
 
@@ -348,16 +348,6 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
 
 
 # ---------------------------------------------------------------- the `llmrec` method protocol
-
-def lcrec_config(cfg) -> LCRecConfig:
-    """The LCRecConfig of an ExperimentConfig: its `lcrec` section (the backbone, dtype and seed are the
-    experiment's: `llm.backbone`, `llm.dtype`, `seed`)."""
-    from llmrec.config import from_dict
-
-    lc = from_dict(LCRecConfig, cfg.lcrec, "lcrec")
-    lc.validate()
-    return lc
-
 
 def train(cfg, split: SequenceSplit, run, tracker: Tracker | None = None) -> dict:
     """`llmrec train lcrec`: `train_lcrec` into the run (resumable); metrics["test"] = test metrics."""

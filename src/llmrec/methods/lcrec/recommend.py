@@ -50,7 +50,7 @@ class LCRecRecommender(Serving):
 
         from llmrec.llm.backbones import load_backbone
         from llmrec.llm.train import TRAINABLE_FILE, load_trainable
-        from llmrec.methods.lcrec.recipe import NEW_ROWS_FILE, TRAIN_DIR, lcrec_config
+        from llmrec.methods.lcrec.recipe import NEW_ROWS_FILE, TRAIN_DIR
         from llmrec.runs import Run, open_run
 
         run = run if isinstance(run, Run) else open_run(run)
@@ -59,7 +59,7 @@ class LCRecRecommender(Serving):
         if missing:
             raise LlmrecError(f"{missing[0]}: missing from the LC-Rec run (was it trained to the end?)")
         experiment = run.config
-        cfg, backbone = lcrec_config(experiment), experiment.llm.backbone
+        cfg, backbone = experiment.lcrec, experiment.llm.backbone
         model, tok = load_backbone(backbone, dtype=experiment.llm.dtype, device=cfg.device)
         index = ItemIndex.load(needed[0], n_items=split.n_items)
         token_ids = add_index_tokens(model, tok, index)

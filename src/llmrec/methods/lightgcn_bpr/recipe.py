@@ -14,9 +14,7 @@ from llmrec.tracking import Tracker, scoped
 
 def train(cfg, split: HoldoutSplit, run, tracker: Tracker | None = None) -> dict:
     """metrics["test"]: the best weights' test metrics; `tracker` follows training under bpr/."""
-    from llmrec.config import from_dict
-
-    config = from_dict(BPRConfig, cfg.bpr, "bpr")
+    config = cfg.bpr
     result = train_lightgcn_bpr(split, config, checkpoint=run.file("checkpoint.safetensors"),
                                 tracker=scoped(tracker, "bpr"), seed=cfg.seed)
     return save_result(run, "lightgcn-bpr", config, result)

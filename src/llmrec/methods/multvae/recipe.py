@@ -17,9 +17,7 @@ from llmrec.tracking import Tracker, scoped
 def train(cfg, split: HoldoutSplit, run, tracker: Tracker | None = None) -> dict:
     """metrics["test"]: the best weights' test metrics; metrics["curve"]: valid metrics against samples and
     seconds; `tracker` (llmrec.tracking) follows training under multvae/."""
-    from llmrec.config import from_dict
-
-    config = from_dict(MultVAEConfig, cfg.multvae, "multvae")
+    config = cfg.multvae
     result = train_multvae(split, config, checkpoint=run.file("checkpoint.safetensors"),
                            tracker=scoped(tracker, "multvae"), seed=cfg.seed)
     return save_result(run, "multvae", config, result, stopped_early=result.stopped_early)

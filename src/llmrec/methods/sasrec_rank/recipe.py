@@ -1,9 +1,8 @@
 """`sasrec-rank`: SASRec trained for next-item ranking (`collab.ranking.train_ranking`) on the leave-one-out split,
 the collaborative baseline LC-Rec is compared with.
 
-Config: `seqrank` overrides `collab.ranking.RankingConfig` (its seed defaults to the experiment seed); the
-optional key `seqrank.model` holds SASRec hyper-parameters over the ranking defaults `RANKING_SASREC`
-(e.g. `seqrank.model={dim: 64, blocks: 2}`).
+Config: the `seqrank` section (`methods/sasrec_rank/config.py`) with the experiment's `seed`; `seqrank.model` holds
+SASRec hyper-parameters over the ranking defaults `RANKING_SASREC` (e.g. `seqrank.model={dim: 64, blocks: 2}`).
 
 Test metrics (full ranking over every item), each with its 95% bootstrap interval over users:
 - `test`: the users LC-Rec scores with the same config (`lcrec.test_users`, seeded by the experiment's `seed`;
@@ -11,10 +10,12 @@ Test metrics (full ranking over every item), each with its 95% bootstrap interva
   on the same users;
 - `test_all`: every user with a test item.
 Seen items follow the sequence family's one rule, `lcrec.exclude_seen` (default: the input history is excluded
-from the ranking), here as in LC-Rec and popularity-rank; `seqrank.exclude_history`, when given, must agree.
+from the ranking), here as in LC-Rec and popularity-rank.
 Run files: `model.safetensors` (best weights), `model.json` (its description), `checkpoint/` (resume).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -31,33 +32,22 @@ from llmrec.tracking import Tracker, scoped
 
 def exclude_seen(cfg) -> bool:
     """The sequence family's rule for seen items under this config: `lcrec.exclude_seen`."""
-    from llmrec.methods.lcrec.recipe import lcrec_config
-
-    return lcrec_config(cfg).exclude_seen
+    return cfg.lcrec.exclude_seen
 
 
 def ranking_config(cfg) -> tuple[RankingConfig, dict]:
-    """(RankingConfig, SASRec overrides) of an ExperimentConfig's `seqrank` section; exclude_history is the
-    family's rule (`lcrec.exclude_seen`)."""
-    from llmrec.config import from_dict
-
-    data = {"seed": cfg.seed, **cfg.seqrank}
-    model = data.pop("model", None) or {}
-    if not isinstance(model, dict):
-        raise LlmrecError(f"seqrank.model: expected a mapping of SASRec hyper-parameters, got {model!r}")
-    rule = exclude_seen(cfg)
-    if "exclude_history" in data and bool(data["exclude_history"]) != rule:
-        raise LlmrecError(f"seqrank.exclude_history={data['exclude_history']} but lcrec.exclude_seen={rule}: the "
-                          "sequence family ranks under one rule for seen items; set lcrec.exclude_seen")
-    data["exclude_history"] = rule
-    return from_dict(RankingConfig, data, "seqrank"), model
+    """(RankingConfig, SASRec overrides) of an ExperimentConfig: its `seqrank` section, the experiment's seed and
+    the family's seen-item rule (`lcrec.exclude_seen`)."""
+    section = dataclasses.asdict(cfg.seqrank)
+    model = section.pop("model")
+    return RankingConfig(**section, exclude_history=exclude_seen(cfg), seed=cfg.seed), model
 
 
 def lcrec_test_rows(cfg, split: SequenceSplit) -> np.ndarray:
     """Rows of `split.users` in LC-Rec's test subset under this config (see the module docstring)."""
-    from llmrec.methods.lcrec.recipe import eval_user_rows, lcrec_config
+    from llmrec.methods.lcrec.recipe import eval_user_rows
 
-    return eval_user_rows(lcrec_config(cfg), cfg.seed, len(split.users), "test")
+    return eval_user_rows(cfg.lcrec, cfg.seed, len(split.users), "test")
 
 
 def subset_metrics(model, split: SequenceSplit, rows: np.ndarray, part: str, rc: RankingConfig,
