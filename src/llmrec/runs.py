@@ -143,20 +143,20 @@ class Run:
                       if p.name not in _NOT_STATE and not p.name.startswith("."))
 
     def progress(self) -> list[str]:
-        """Where the run's training loops stand, one entry per checkpoint: 'finetune step 40' (the LLM loop's
-        NAME/checkpoint/state.json), 'model_ckpt epoch 3' (a classic loop's checkpoint, llmrec.collab.checkpoint)."""
+        """Where the run's training loops stand, one entry per checkpoint (`llmrec.checkpoint`, one format for
+        every loop): 'finetune step 40' (the LLM loop's NAME/checkpoint/), 'model_ckpt/last epoch 3' (a classic
+        epoch loop's file)."""
         out = []
-        for state in sorted(self.path.glob("**/checkpoint/state.json")):
-            try:
-                step = json.loads(state.read_text())["step"]
-            except (OSError, ValueError, KeyError):
-                continue
-            name = state.parent.parent.relative_to(self.path).as_posix()
-            out.append(f"{'train' if name == '.' else name} step {step}")
         for ckpt in sorted(self.path.glob("**/*.safetensors")):
-            epoch = _checkpoint_epoch(ckpt)
-            if epoch is not None:
-                out.append(f"{ckpt.relative_to(self.path).with_suffix('').as_posix()} epoch {epoch}")
+            state = _training_state(ckpt)
+            if state is None:
+                continue
+            name = ckpt.relative_to(self.path)
+            if "step" in state and ckpt.parent.name == "checkpoint":
+                where = name.parent.parent.as_posix()
+                out.append(f"{'train' if where == '.' else where} step {state['step']}")
+            elif "epoch" in state:
+                out.append(f"{name.with_suffix('').as_posix()} epoch {state['epoch']}")
         return out
 
     @property
@@ -273,13 +273,11 @@ def _at(d: dict, dotted: str):
     return d
 
 
-def _checkpoint_epoch(path: Path) -> int | None:
-    """The epoch a classic loop's checkpoint file holds (its trainer metadata), None for other safetensors."""
-    from safetensors import safe_open
+def _training_state(path: Path) -> dict | None:
+    """The bookkeeping of a training checkpoint (llmrec.checkpoint), None for other safetensors."""
+    from llmrec.checkpoint import read_state
 
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            trainer = (fh.metadata() or {}).get("trainer")
-        return int(json.loads(trainer)["epoch"]) if trainer else None
-    except Exception:  # not a checkpoint, or unreadable: the loop itself will say so
+        return read_state(path)
+    except LlmrecError:  # not a checkpoint, or unreadable: the loop itself will say so
         return None
