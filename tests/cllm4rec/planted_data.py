@@ -39,5 +39,7 @@ def cllm4rec_experiment(backbone: str = "tiny", seed: int = 2023, **cllm4rec):
     """The ExperimentConfig of a CLLM4Rec run: backbone and seed are the experiment's (llm.backbone, seed), the rest
     its `cllm4rec` section."""
     from llmrec.config import ExperimentConfig, LLMConfig
+    from llmrec.methods.cllm4rec.config import CLLM4RecConfig
 
-    return ExperimentConfig(method="cllm4rec", seed=seed, llm=LLMConfig(backbone=backbone), cllm4rec=dict(cllm4rec))
+    return ExperimentConfig(method="cllm4rec", seed=seed, llm=LLMConfig(backbone=backbone),
+                            cllm4rec=CLLM4RecConfig(**cllm4rec))

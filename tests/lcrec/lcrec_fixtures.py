@@ -68,10 +68,8 @@ def planted_split(n_users: int, seed: int, pattern: bool = True, n_items: int = 
 
 def lcrec_experiment(backbone: str = "tiny", seed: int = 2023, **lcrec):
     """The ExperimentConfig of an LC-Rec run: the backbone and seed are the experiment's (llm.backbone, seed), the
-    rest its `lcrec` section (an RQVAEConfig given as itself)."""
-    from dataclasses import asdict, is_dataclass
-
+    rest its `lcrec` section."""
     from llmrec.config import ExperimentConfig, LLMConfig
+    from llmrec.methods.lcrec.config import LCRecConfig
 
-    section = {k: asdict(v) if is_dataclass(v) else v for k, v in lcrec.items()}
-    return ExperimentConfig(method="lcrec", seed=seed, llm=LLMConfig(backbone=backbone), lcrec=section)
+    return ExperimentConfig(method="lcrec", seed=seed, llm=LLMConfig(backbone=backbone), lcrec=LCRecConfig(**lcrec))

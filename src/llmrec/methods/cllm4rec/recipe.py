@@ -86,6 +86,7 @@ def train_cllm4rec(experiment, split: HoldoutSplit, run, tracker: Tracker | None
     `cllm4rec` section, `llm.backbone`, `llm.dtype`, `seed`). `tracker` (llmrec.tracking) follows each stage under
     its folder's name (pretrain-content/, ..., finetune/)."""
     config, seed = experiment.cllm4rec, experiment.seed
+    config.validate()  # a config built in code, not read through llmrec.config, is checked here
     acc = make_accelerator(find_unused_parameters=True)  # a content batch never touches the ID tables
     started = time.perf_counter()
     device = acc.device if config.device == "auto" else config.device

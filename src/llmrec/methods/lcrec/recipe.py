@@ -286,6 +286,7 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
     from llmrec.llm.train import TrainConfig, fit, make_accelerator
 
     cfg, seed = experiment.lcrec, experiment.seed
+    cfg.validate()  # a config built in code, not read through llmrec.config, is checked here
     torch.manual_seed(seed)
     t_start = time.perf_counter()
 
