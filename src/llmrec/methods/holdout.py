@@ -59,6 +59,21 @@ def learning_curve(history: list[dict]) -> list[dict]:
              **{k: h[f"valid_{k}"] for k in keys}} for h in history if f"valid_{keys[0]}" in h]
 
 
+def top_unseen(scores: torch.Tensor, seen: np.ndarray, k: int, candidates, titles: dict) -> list[tuple[int, str, float]]:
+    """The k best (item, title, score) of one user's scores over every item, the `seen` items left out (and,
+    when given, everything outside `candidates`); never padded with excluded items."""
+    exclude = exclusion_mask([seen], len(scores))[0]
+    if candidates is not None:
+        allowed = torch.zeros_like(exclude)
+        allowed[torch.as_tensor(candidates)] = True
+        exclude |= ~allowed
+    left = int((~exclude).sum())
+    if not left:
+        raise LlmrecError("recommend: no candidate item left once the known items are excluded")
+    top = scores.float().masked_fill(exclude, float("-inf")).topk(min(k, left))
+    return [(int(i), titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
+
+
 class HoldoutRecommender(Serving):
     """Full-catalogue top-k and evaluation on the run's split for a model that scores every item for a user.
     A method's subclass supplies `_user_scores` (and `_recommend_for_items` when it can fold in a new user)."""
@@ -82,16 +97,7 @@ class HoldoutRecommender(Serving):
         raise NotImplementedError
 
     def _top(self, scores: torch.Tensor, seen: np.ndarray, k: int, candidates) -> list[tuple[int, str, float]]:
-        exclude = exclusion_mask([seen], self.split.n_items)[0]
-        if candidates is not None:
-            allowed = torch.zeros_like(exclude)
-            allowed[torch.as_tensor(candidates)] = True
-            exclude |= ~allowed
-        left = int((~exclude).sum())
-        if not left:
-            raise LlmrecError("recommend: no candidate item left once the known items are excluded")
-        top = scores.float().masked_fill(exclude, float("-inf")).topk(min(k, left))
-        return [(int(i), self.item_titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
+        return top_unseen(scores, seen, k, candidates, self.item_titles)
 
     def _recommend(self, user: int, k: int, candidates) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, score) for a user of the split; their train items are excluded."""

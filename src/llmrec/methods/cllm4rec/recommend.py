@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmrec.data.holdout import HoldoutSplit, exclusion_mask
+from llmrec.data.holdout import HoldoutSplit
 from llmrec.metrics import holdout_metrics as ranking_metrics
 from llmrec.errors import LlmrecError
 from llmrec.ids import RunIds
@@ -25,6 +25,7 @@ from llmrec.methods.cllm4rec.documents import recommendation_prompt
 from llmrec.methods.cllm4rec.model import CLLM4RecModel
 from llmrec.methods.cllm4rec.tasks import RankTask, pad_right
 from llmrec.methods.cllm4rec.tokens import IdVocab
+from llmrec.methods.holdout import top_unseen
 from llmrec.serving import Serving
 
 
@@ -88,17 +89,7 @@ class CLLM4Rec(Serving):
         return self.model.item_logits(h, "collab").float().cpu()
 
     def _top(self, scores: torch.Tensor, seen: np.ndarray, k: int, candidates) -> list[tuple[int, str, float]]:
-        exclude = exclusion_mask([seen], self.model.n_items)[0]
-        if candidates is not None:
-            allowed = torch.zeros_like(exclude)
-            allowed[torch.as_tensor(candidates)] = True
-            exclude |= ~allowed
-        left = int((~exclude).sum())
-        if not left:
-            raise LlmrecError("recommend: no candidate item left once the known items are excluded")
-        s = scores.masked_fill(exclude, float("-inf"))
-        top = s.topk(min(k, left))  # never pad the list with excluded items
-        return [(int(i), self.item_titles.get(int(i), ""), float(v)) for v, i in zip(top.values, top.indices)]
+        return top_unseen(scores, seen, k, candidates, self.item_titles)
 
     def _user_scores(self, user: int) -> torch.Tensor:
         prompt = recommendation_prompt(self.vocab, user, self._ranker.prompt_items(user))
