@@ -7,15 +7,19 @@ Our departures from the official recipe, each one field away from it (`paper()` 
 1e-4), the CPU budgets (`max_*`, epochs, `patience`), and `encoder` ("mean" is a control, not CLLM4Rec)."""
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field, fields, replace
 
 from llmrec.errors import LlmrecError
 
-FINETUNE_TARGETS = ("heldout", "all")
-NEW_USER = ("mean", "zero")
-REG_REDUCTIONS = ("sum", "mean")
-ITEM_HEADS = ("dot", "normalized")
-ENCODERS = ("llm", "mean")
+# The choices of the fields below (typing.Literal: the config reader names them when a value is not one of them)
+FinetuneTarget = typing.Literal["heldout", "all"]
+NewUser = typing.Literal["mean", "zero"]
+RegReduction = typing.Literal["sum", "mean"]
+ItemHead = typing.Literal["dot", "normalized"]
+Encoder = typing.Literal["llm", "mean"]
+FINETUNE_TARGETS, NEW_USER, REG_REDUCTIONS, ITEM_HEADS, ENCODERS = (
+    typing.get_args(t) for t in (FinetuneTarget, NewUser, RegReduction, ItemHead, Encoder))
 
 
 @dataclass
@@ -39,14 +43,14 @@ class CLLM4RecConfig:
     """Dropout on the LoRA input."""
     lora_targets: list = field(default_factory=lambda: ["q_proj", "v_proj"])
     """Module names that get adapters."""
-    item_head: str = "normalized"
+    item_head: ItemHead = "normalized"
     """Item scores from the last hidden state h: "dot" = h . e_item (official; h out of SmolLM2's final norm has
     a norm of ~48 against ~0.5 for a new item row, and an Adam step on the item rows moves a logit by about
     lr x |h|_1, so lr 1e-2 diverges) or "normalized" (ours) = (h / |h|) . e_item, bounded by
     the item row's norm, which then learns the scale. A user's ranking is the same under both for the same h.
     ml-100k, SmolLM2, lr 1e-2, 30 steps of 16 users: loss per target 8.0 ("dot", above the uniform 6.9) vs 6.4,
     valid Recall@20 0.089 vs 0.178."""
-    encoder: str = "llm"
+    encoder: Encoder = "llm"
     """What turns a recommendation prompt into h: "llm" (CLLM4Rec: the backbone's last hidden state) or "mean"
     (ours, a control without the LLM: the mean of the prompt's ID-token rows, its user token and its items, from
     the same tables; there is no language model to pre-train, so the pre-training stages are skipped)."""
@@ -67,7 +71,7 @@ class CLLM4RecConfig:
     lambda_reg: float = 1.0
     """Mutual regularisation weight: lambda x squared distance between the collaborative and content embeddings
     of each user/item token in a document, the other side held fixed (official: 1)."""
-    reg_reduction: str = "sum"
+    reg_reduction: RegReduction = "sum"
     """How the regulariser's per-document sums (over each document's ID tokens) combine in a batch: "sum" over
     the batch's documents (official: `MSELoss(reduction="sum")` over the batch, added to a mean LM loss) or
     "mean" over them (batch-size independent, batch_size times weaker)."""
@@ -94,7 +98,7 @@ class CLLM4RecConfig:
     heldout_ratio: float = 0.2
     """Share of a user's train items held out of the prompt each time the user is drawn: floor(ratio x n), at
     least one (official)."""
-    finetune_target: str = "all"
+    finetune_target: FinetuneTarget = "all"
     """Multinomial likelihood over: "all" (all the user's train items, the official code's target) or "heldout"
     (only the items held out of the prompt, as the paper's text describes; on ml-100k it learned slower: valid
     Recall@20 0.127 vs 0.189 after 40 steps)."""
@@ -113,7 +117,7 @@ class CLLM4RecConfig:
     """Validate on a seeded random subset of this many users (the test part always uses all); None: all."""
     eval_users_per_batch: int = 16
     """Users per scoring batch."""
-    new_user: str = "mean"
+    new_user: NewUser = "mean"
     """User token of a user unknown at training time: "mean" (mean of the trained user embeddings) or "zero"."""
 
     def validate(self) -> None:

@@ -6,21 +6,28 @@ experiment config, as every method does (docs/architecture.md).
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.templates import TEMPLATES, WRAPPERS  # plain strings (no torch)
 
-INDEX_KINDS = ("learned", "random", "file")
-FINETUNE = ("lora", "full")
-EMBEDDING_MODES = ("new_tokens", "full")
-ENCODERS = ("minilm", "backbone")
+# The choices of the fields below (typing.Literal: the config reader names them when a value is not one of them)
+IndexKind = typing.Literal["learned", "random", "file"]
+Finetune = typing.Literal["lora", "full"]
+EmbeddingMode = typing.Literal["new_tokens", "full"]
+Encoder = typing.Literal["minilm", "backbone"]
 """Item text encoders for the RQ-VAE (llmrec.methods.lcrec.embeddings)."""
-NEW_ROW_INITS = ("normal", "matched", "mean")
+NewRowInit = typing.Literal["normal", "matched", "mean"]
 """Initialisations of the added index tokens' rows (llmrec.methods.lcrec.vocab.add_index_tokens)."""
+Template = typing.Literal["alpaca", "compact"]
+"""Prompt wrappers (llmrec.methods.lcrec.templates.WRAPPERS)."""
+EvalPrompt = typing.Literal["seqrec", "sequence"]
+INDEX_KINDS, FINETUNE, EMBEDDING_MODES, ENCODERS, NEW_ROW_INITS = (
+    typing.get_args(t) for t in (IndexKind, Finetune, EmbeddingMode, Encoder, NewRowInit))
 SEQUENCE_TASK = "seqrec_all_positions"
 TASKS = tuple(TEMPLATES) + (SEQUENCE_TASK,)
-PROMPT_KINDS = ("seqrec", "sequence")
+PROMPT_KINDS = typing.get_args(EvalPrompt)
 """Evaluation prompts: the paper's seqrec template 0, or ours, the all-positions prompt continued."""
 
 
@@ -98,11 +105,11 @@ class LCRecConfig:
 
     device: str = "auto"
     """Torch device for the backbone (auto: CUDA when available)."""
-    index: str = "learned"
+    index: IndexKind = "learned"
     """Item indices: learned (RQ-VAE, the method), random (ablation: distinct random codes), file (index_file)."""
     index_file: str | None = None
     """Index JSON {item_id: [tokens]} keyed by internal item id, for index='file'."""
-    text_encoder: str = "minilm"
+    text_encoder: Encoder = "minilm"
     """Item text embeddings for the RQ-VAE: minilm (all-MiniLM-L6-v2 wheel) or backbone (the paper: the LLM)."""
     sinkhorn: bool = True
     """Uniform semantic mapping (ablation switch): Sinkhorn on the last level in RQ-VAE training and the
@@ -116,7 +123,7 @@ class LCRecConfig:
     message without it. Ours: `seqrec_all_positions`, a window of the user's training sequence as the response
     with the loss on every item after the first (up to `max_history` next-item targets per sample, where a
     seqrec sample has one); ratio 1 = every window once. Paper: absent."""
-    new_token_init: str = "normal"
+    new_token_init: NewRowInit = "normal"
     """Rows of the added index tokens: normal (distinct random rows, N(0, initializer_range^2): what the official
     code got from its transformers), matched (ours: N(0, s^2) with s the existing rows' standard deviation, the
     scale of the vocabulary they join) or mean (transformers' current default: all rows one vector, a measured
@@ -126,10 +133,10 @@ class LCRecConfig:
     max_history: int = 20
     """History items in a prompt (the last ones; official 20); all-positions windows hold max_history + 1
     items, so each of their targets is read after at most as many items as an evaluation prompt shows."""
-    template: str = "alpaca"
+    template: Template = "alpaca"
     """Prompt wrapper of every sample and evaluation prompt: alpaca (the paper's "Below is an instruction ...
     ### Response:") or compact (ours: "<instruction>\\nResponse:", about 40 fewer tokens without loss)."""
-    eval_prompt: str = "seqrec"
+    eval_prompt: EvalPrompt = "seqrec"
     """Prompt the next item is generated after: seqrec (the paper: seqrec template 0 with the history) or
     sequence (ours: the all-positions prompt with the history spelled, as `seqrec_all_positions` trains it; no
     EOS is scored after the index). sequence needs the seqrec_all_positions task."""
@@ -139,7 +146,7 @@ class LCRecConfig:
     reported beside, under paper_ keys. False: the paper's rule only."""
     max_length: int = 512
     """Token cap per training sample (longer prompts lose their start)."""
-    finetune: str = "lora"
+    finetune: Finetune = "lora"
     """lora (r/alpha below on every linear projection) or full (every weight trains; official LLaMA run)."""
     lora_r: int = 8
     """LoRA rank (official LoRA variant: 8)."""
@@ -149,7 +156,7 @@ class LCRecConfig:
     """LoRA dropout (official: 0.05)."""
     lora_targets: str | list = "all-linear"
     """LoRA target modules: 'all-linear' (every projection: q, k, v, o, gate, up, down on Llama) or names."""
-    embeddings: str = "new_tokens"
+    embeddings: EmbeddingMode = "new_tokens"
     """With LoRA: new_tokens (only the added tokens' input and output rows train, peft trainable_token_indices)
     or full (whole embedding and LM head train, peft modules_to_save; the official LoRA variant)."""
     lr: float = 1e-3
