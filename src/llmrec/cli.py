@@ -11,6 +11,17 @@ from llmrec.errors import LlmrecError
 from llmrec.methods import registry as methods
 
 
+def _methods_epilog() -> str:
+    """Every registered method: its family, what it is, and the config sections it reads beyond the shared ones
+    (data, llm, seed, eval, report_to)."""
+    lines = ["methods (config sections each reads besides data, llm, seed, eval):"]
+    for name in methods.names() + methods.names(variants=True):
+        m = methods.get(name)
+        reads = f" [{', '.join(methods.get(m.runs_as).sections)}]" if methods.get(m.runs_as).sections else ""
+        lines.append(f"  {name:<20} {m.family:<9} {m.summary}{reads}")
+    return "\n".join(lines)
+
+
 def _data(args) -> None:
     from llmrec.data import info, registry
 
@@ -167,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="loader options, e.g. user=uid item=mid (also data.options.user=uid)")
     d.set_defaults(func=_data)
 
-    t = sub.add_parser("train", help="train and evaluate a method; the run directory is resumable")
+    t = sub.add_parser("train", help="train and evaluate a method; the run directory is resumable",
+                       epilog=_methods_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("method", help="; ".join(f"{f}: {', '.join(methods.names(f))}" for f in methods.FAMILIES)
                    + f"; or a variant: {', '.join(methods.names(variants=True))}")
     t.add_argument("--config", help="YAML config (see configs/)")

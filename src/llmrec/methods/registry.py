@@ -62,7 +62,8 @@ class Method:
     summary: str = ""
     """One line for `llmrec train --help` and the docs."""
     sections: tuple[str, ...] = ()
-    """ExperimentConfig sections the method reads beyond the shared ones (data, llm, seed, report_to, eval)."""
+    """ExperimentConfig sections the method reads beyond the shared ones (data, llm, seed, report_to, eval), for
+    `llmrec train --help` (the sequence baselines read lcrec's seen-item rule and test users)."""
     recommender: str | Any = None
     """Where `load_recommender` lives when not in `recipe` (a method whose recommender is its own module)."""
     base: str | None = None
@@ -187,7 +188,7 @@ for _method in (
       for name, summary in (("mf", "matrix factorisation"), ("lightgcn", "LightGCN, pointwise"),
                             ("sasrec", "SASRec, pointwise"), ("din", "DIN"))),
     Method("binmf", "click", _M + "classic.recipe", "BinLLM's binary encoder alone", ("encoder",)),
-    Method("icl", "click", _M + "tallrec.recipe", "the TALLRec prompt, zero-shot", ("stage1",)),
+    Method("icl", "click", _M + "tallrec.recipe", "the TALLRec prompt, zero-shot"),
     Method("tallrec", "click", _M + "tallrec.recipe", "LoRA on the text-only prompt", ("stage1",)),
     Method("binllm", "click", _M + "binllm.recipe", "collaborative codes as text in the prompt",
            ("binllm", "encoder", "stage1", "stage2"),
@@ -195,9 +196,9 @@ for _method in (
     Method("collm", "click", _M + "collm.recipe", "collaborative embeddings mapped into the token space",
            ("collm", "collab", "stage1", "stage2"), starts_from_tallrec=lambda cfg: True),
     # sequence family: leave-one-out, full ranking
-    Method("popularity-rank", "sequence", _M + "popularity_rank.recipe", "train-sequence popularity", ("sequence",)),
+    Method("popularity-rank", "sequence", _M + "popularity_rank.recipe", "train-sequence popularity", ("sequence", "lcrec")),
     Method("sasrec-rank", "sequence", _M + "sasrec_rank.recipe", "SASRec for next-item ranking",
-           ("sequence", "seqrank")),
+           ("sequence", "seqrank", "lcrec")),
     Method("lcrec", "sequence", _M + "lcrec.recipe", "semantic item indices, constrained generation",
            ("sequence", "lcrec"), recommender=_M + "lcrec.recommend", eval_parts=("valid", "test")),
     # holdout family: per-user held-out items
