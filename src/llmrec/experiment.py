@@ -18,6 +18,7 @@ from llmrec.report import markdown_table
 from llmrec.methods import registry
 from llmrec.runs import Run, RunLog
 
+
 def make_config(method: str, path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """The config of a registered method or variant (llmrec.methods.registry): defaults <- YAML file <-
     overrides, every value type- and range-checked, the method's own sections included, before anything is
@@ -28,16 +29,10 @@ def make_config(method: str, path: str | None = None, overrides: list[str] | Non
         cfg = dataclasses.replace(cfg, method=entry.runs_as)
     if registry.get(entry.runs_as).prepare is not None:
         cfg = registry.get(entry.runs_as).prepare(cfg)
-    check_sections(cfg)
-    return cfg
-
-
-def check_sections(cfg: ExperimentConfig) -> None:
-    """What parsing cannot check: the trackers `report_to` names are installed (every section is a typed
-    dataclass, checked field by field, with its own `validate()`, when the config is read)."""
     from llmrec.tracking import resolve
 
-    resolve(cfg.report_to)  # an unknown or missing tracker fails here, before a run directory exists
+    resolve(cfg.report_to)  # parsing cannot tell whether the trackers named are installed: an error now
+    return cfg
 
 
 def load_split(cfg: ExperimentConfig):
