@@ -159,3 +159,27 @@ def test_paper_settings_are_one_override_away():
     differ = {f.name for f in fields(CLLM4RecConfig) if getattr(paper, f.name) != getattr(ours, f.name)}
     assert differ == recipe | budget
     assert CLLM4RecConfig.paper(item_head="normalized").item_head == "normalized"
+
+
+def test_lora_adapters_get_their_own_fine_tuning_rate(split, tmp_path):
+    """`finetune_lora_lr`: the adapters train at their own rate in the loop's AdamW, the ID tables at the loop's lr;
+    unset, one group (no task groups)."""
+    from llmrec.llm.train import TrainConfig, _optimizer_groups
+    from llmrec.methods.cllm4rec.model import inject_lora
+
+    model, vocab, pad = build(split)
+    inject_lora(model.backbone, 4, 8, 0.0, ["q_proj", "v_proj"])
+    train = split.user_items("train")
+    users = np.arange(1, split.n_users)
+    params = [p for p in model.parameters() if p.requires_grad]
+    task = RecommendTask(model, vocab, users, train, 0.2, "all", None, 0.0, pad, lora_lr=1e-3)
+    (group,) = task.param_groups()
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert group["lr"] == 1e-3 and group["params"] and all("lora_" in names[id(p)] for p in group["params"])
+    groups, own = _optimizer_groups(task, params, TrainConfig(lr=1e-2))
+    assert own == [[sum(p.numel() for p in group["params"]), 1e-3]]
+    by_lr = {g["lr"]: {names[id(p)] for p in g["params"]} for g in groups}
+    assert set(by_lr) == {1e-2, 1e-3}
+    assert any("user" in n or "item" in n for n in by_lr[1e-2]) and not any("lora_" in n for n in by_lr[1e-2])
+    plain = RecommendTask(model, vocab, users, train, 0.2, "all", None, 0.0, pad)
+    assert plain.param_groups() == []

@@ -90,6 +90,9 @@ class CLLM4RecConfig:
     finetune_lr: float = 1e-2
     """Learning rate of fine-tuning (official: 1e-4 over up to 150 epochs; ours: the small budget needs larger
     steps, which the normalized item head keeps stable)."""
+    finetune_lora_lr: float | None = None
+    """Ours: learning rate of the LoRA adapters in fine-tuning (with `lora`), beside `finetune_lr` for the ID
+    tables and the rest; None: one rate, `finetune_lr`, for everything."""
     finetune_epochs: float = 1.0
     """Maximum fine-tuning epochs over the users (official: 150). Each epoch is a fresh draw of every user's
     held-out items; a fractional value takes a random part of the last draw."""

@@ -131,7 +131,8 @@ def train_cllm4rec(experiment, split: HoldoutSplit, run, tracker: Tracker | None
     draws = math.ceil(config.finetune_epochs)
     rec_task = RecommendTask(model, vocab, users, train_items, config.heldout_ratio, config.finetune_target,
                              config.max_prompt_items, config.lambda_reg if config.finetune_reg else 0.0, pad_id,
-                             seed=seed, draws=draws, reg_reduction=config.reg_reduction)
+                             seed=seed, draws=draws, reg_reduction=config.reg_reduction,
+                             lora_lr=config.finetune_lora_lr if config.lora else None)
     k = min(TOP_K, model.n_items)
     valid_task = RankTask(model, vocab, valid_users, train_items, k, config.max_prompt_items, pad_id, seed)
 

@@ -120,7 +120,7 @@ class RecommendTask:
 
     def __init__(self, model: CLLM4RecModel, vocab: IdVocab, users: np.ndarray, train_items: list[np.ndarray],
                  heldout_ratio: float, target: str, max_prompt_items: int | None, lambda_reg: float, pad_id: int,
-                 seed: int = 0, draws: int = 1, reg_reduction: str = "sum"):
+                 seed: int = 0, draws: int = 1, reg_reduction: str = "sum", lora_lr: float | None = None):
         if draws < 1:
             raise LlmrecError(f"RecommendTask: draws must be >= 1, got {draws}")
         if target not in FINETUNE_TARGETS:
@@ -129,11 +129,20 @@ class RecommendTask:
         self.model, self.vocab, self.users, self.train_items = model, vocab, np.asarray(users), train_items
         self.heldout_ratio, self.target, self.max_prompt_items = heldout_ratio, target, max_prompt_items
         self.lambda_reg, self.pad_id, self.seed, self.draws = lambda_reg, pad_id, seed, draws
+        self.lora_lr = lora_lr
 
     @property
     def n_rows(self) -> int:
         """Rows of the table: every user `draws` times."""
         return len(self.users) * self.draws
+
+    def param_groups(self) -> list[dict]:
+        """The LoRA adapters at their own rate when `lora_lr` is set (llmrec.llm.train.fit's task groups);
+        everything else trains at the loop's lr."""
+        if self.lora_lr is None:
+            return []
+        lora = [p for n, p in self.model.named_parameters() if p.requires_grad and "lora_" in n]
+        return [{"params": lora, "lr": self.lora_lr}] if lora else []
 
     def trainable_module(self) -> torch.nn.Module:
         return self.model
