@@ -17,7 +17,8 @@ def _methods_epilog() -> str:
     lines = ["methods (config sections each reads besides data, llm, seed, eval):"]
     for name in methods.names() + methods.names(variants=True):
         m = methods.get(name)
-        reads = f" [{', '.join(methods.get(m.runs_as).sections)}]" if methods.get(m.runs_as).sections else ""
+        sections = methods.get(m.runs_as).sections  # a variant reads what its base reads
+        reads = f" [{', '.join(sections)}]" if sections else ""
         lines.append(f"  {name:<20} {m.family:<9} {m.summary}{reads}")
     return "\n".join(lines)
 

@@ -24,11 +24,12 @@ def make_config(method: str, path: str | None = None, overrides: list[str] | Non
     overrides, every value type- and range-checked, the method's own sections included, before anything is
     written. A variant's overrides come before the user's."""
     entry = registry.get(method)  # unknown names fail here, with the list of known ones
-    cfg = load_config(path, list(entry.overrides) + list(overrides or []), base={"method": entry.runs_as})
-    if cfg.method != entry.runs_as:  # the command line names the method; a config file's `method:` must agree
-        cfg = dataclasses.replace(cfg, method=entry.runs_as)
-    if registry.get(entry.runs_as).prepare is not None:
-        cfg = registry.get(entry.runs_as).prepare(cfg)
+    runs = registry.get(entry.runs_as)  # a variant runs its base method
+    cfg = load_config(path, list(entry.overrides) + list(overrides or []), base={"method": runs.name})
+    if cfg.method != runs.name:  # the command line names the method, over a config file's `method:`
+        cfg = dataclasses.replace(cfg, method=runs.name)
+    if runs.prepare is not None:
+        cfg = runs.prepare(cfg)
     from llmrec.tracking import resolve
 
     resolve(cfg.report_to)  # parsing cannot tell whether the trackers named are installed: an error now

@@ -22,6 +22,8 @@ class ClickRecommender(Serving):
     With both, the LLM scores and the collaborative model shortlists."""
 
     def __init__(self, run, split, collab=None, llm=None, prompts=None):
+        if collab is None and llm is None:
+            raise LlmrecError(f"{run.path}: a click recommender needs a collaborative or an LLM scorer")
         self.run = run
         self.cfg = run.config
         self.split = split
@@ -37,8 +39,6 @@ class ClickRecommender(Serving):
         self.item_popularity[counts.index.to_numpy()] = counts.to_numpy()
         self.ids = RunIds.of_split(split, self.seen)
         self._collab, self._llm, self.prompts = collab, llm, prompts
-        if collab is None and llm is None:
-            raise LlmrecError(f"{run.path}: a click recommender needs a collaborative or an LLM scorer")
 
     # -- scoring (known internal ids; llmrec.serving applies the id rule) ---------------------------------------
     def _frame(self, users, items, history_len: int = 50) -> pd.DataFrame:
