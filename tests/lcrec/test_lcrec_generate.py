@@ -141,3 +141,39 @@ def test_duplicate_prompts_are_encoded_once_and_give_the_same_result(tiny_with_i
                                   eos_token_id=tok.eos_token_id)
     assert dup.items[0].tolist() == dup.items[2].tolist() == one.items[0].tolist()
     assert dup.items[1].tolist() == one.items[1].tolist()
+
+
+def test_trie_normalised_scores_are_a_distribution_over_items_and_the_beam_finds_them(tiny_with_index):
+    """normalize="trie": each level's softmax runs over the prefix's children only, so the item scores are
+    log-probabilities over the catalogue (they sum to one) and the exhaustive search returns them, best first;
+    with exclusion it returns the rest in the same order."""
+    model, tok, index, trie = tiny_with_index
+    table = index_token_ids(index, {t: tok.convert_tokens_to_ids(t) for t in index.tokens()})
+    n = index.n_items - 1
+    prompt = _prompts(tok)[1]
+    brute = score_all_items(model, prompt, table, trie=trie, eos_token_id=tok.eos_token_id)  # EOS ignored
+    assert float(brute[1:].exp().sum()) == pytest.approx(1.0, abs=1e-4)
+    assert not torch.allclose(brute[1:], score_all_items(model, prompt, table)[1:])  # not the vocabulary's
+    best_first = torch.argsort(brute, descending=True)[:-1].tolist()
+    excluded = best_first[:4]
+    res = constrained_beam_search(model, [prompt, prompt], trie, num_beams=n + 2, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=tok.eos_token_id, exclude=[None, excluded], normalize="trie")
+    assert res.items[0, :n].tolist() == best_first
+    torch.testing.assert_close(res.scores[0, :n], brute[best_first], atol=1e-4, rtol=1e-4)
+    assert res.items[1, :n - 4].tolist() == best_first[4:]
+    with pytest.raises(LlmrecError, match="normalize"):
+        constrained_beam_search(model, [prompt], trie, normalize="items")
+
+
+def test_token_nodes_follow_item_spellings_and_nothing_else(tiny_with_index):
+    _, tok, index, trie = tiny_with_index
+    table = index_token_ids(index, {t: tok.convert_tokens_to_ids(t) for t in index.tokens()})
+    word = tok("hello")["input_ids"][-1]
+    a, b = table[3].tolist(), table[7].tolist()
+    levels, nodes, ks = trie.token_nodes([word] + a + b + [a[1], word] + a[:1])
+    L = index.levels
+    assert levels == [-1] + list(range(L)) * 2 + [-1, -1, 0]  # a level-1 token out of place continues nothing
+    for start, item in ((1, a), (1 + L, b)):
+        for lv in range(L):
+            assert nodes[start + lv] == (trie.walk(item[:lv]) if lv else 0)
+            assert int(trie.level_tokens[lv][ks[start + lv]]) == item[lv]

@@ -18,9 +18,11 @@ PLANTED = dict(index="random", rqvae=RQVAEConfig(levels=2, codebook_size=8),
                test_users=50, num_beams=10, eval_batch_size=16)
 
 
-@pytest.mark.parametrize("pattern", [True, False], ids=["pattern", "shuffled-control"])
-def test_planted_next_item_is_learned_and_generated_for_held_out_users(pattern, tmp_path):
-    metrics = train(lcrec_experiment(**PLANTED), tmp_path / "run", split=planted_split(200, seed=1, pattern=pattern))
+@pytest.mark.parametrize("pattern,item_loss", [(True, "vocab"), (False, "vocab"), (True, "trie"), (False, "trie")],
+                         ids=["pattern", "shuffled-control", "pattern-trie-loss", "shuffled-control-trie-loss"])
+def test_planted_next_item_is_learned_and_generated_for_held_out_users(pattern, item_loss, tmp_path):
+    metrics = train(lcrec_experiment(**PLANTED, item_loss=item_loss), tmp_path / "run",
+                    split=planted_split(200, seed=1, pattern=pattern))
     # 50 new users who follow the pattern; they were in no training sample
     held_out = LCRecRecommender.load(tmp_path / "run", planted_split(50, seed=99)).evaluate("test")
     assert held_out["users"] == 50

@@ -6,13 +6,14 @@ import re
 import torch
 import torch.nn.functional as F
 
-from llmrec.methods.lcrec.generate import constrained_beam_search
+from llmrec.methods.lcrec.generate import constrained_beam_search, score_all_items
 import pytest
 
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.tasks import (SEQUENCE_TASK, SeqRecEvalTask, SFTTask, UserText, build_samples, encode,
                                         prompt_ids, seqrec_prompt, sequence_windows, wrap)
 from llmrec.methods.lcrec.templates import SEQUENCE_INSTRUCTION, TEMPLATES
+from llmrec.methods.lcrec.vocab import index_token_ids
 
 from lcrec_fixtures import synthetic_index, synthetic_split
 
@@ -101,6 +102,34 @@ def test_loss_is_cross_entropy_on_response_tokens_only(tiny_with_index):
     torch.testing.assert_close(got, total / count, rtol=1e-4, atol=1e-4)
     got.backward()
     assert any(p.grad is not None for p in model.parameters())
+
+
+def test_trie_loss_is_the_item_likelihood_among_the_catalogue(tiny_with_index):
+    """item_loss="trie": an all-positions sample's loss is, per index token, the softmax over the children of
+    its prefix: summed over an item's tokens, minus the item's log-probability among all items after the same
+    context (`score_all_items(..., trie=)`, the beam search's score); word tokens (titles) keep the full softmax."""
+    model, tok, index, trie = tiny_with_index
+    samples = build_samples(synthetic_split(), index, {"index2item": 1.0, SEQUENCE_TASK: 1.0}, seed=0, **QUIET)[0]
+    seq = next(s for s in samples if s.task == SEQUENCE_TASK and len(s.sequence) >= 3)
+    title = next(s for s in samples if s.task == "index2item")
+    task = SFTTask(model, tok, [seq, title], trie=trie)
+    table = index_token_ids(index, {t: tok.convert_tokens_to_ids(t) for t in index.tokens()})
+    item_of = {tuple(table[i].tolist()): i for i in range(1, index.n_items)}
+    prompt = tok(seq.prompt)["input_ids"]
+    spelled = [tok(x, add_special_tokens=False)["input_ids"] for x in seq.sequence]
+    ref = 0.0
+    for j in range(1, len(spelled)):  # item j after the prompt and items 0..j-1
+        context = prompt + [t for x in spelled[:j] for t in x]
+        ref -= float(score_all_items(model, context, table, trie=trie)[item_of[tuple(spelled[j])]])
+    ref /= index.levels * (len(spelled) - 1)
+    with torch.no_grad():
+        assert float(task.loss(task.collate([0]))) == pytest.approx(ref, abs=1e-4)
+        plain = SFTTask(model, tok, [title])  # no index token in this response: the plain cross-entropy
+        assert float(task.loss(task.collate([1]))) == pytest.approx(float(plain.loss(plain.collate([0]))), abs=1e-5)
+    both = task.loss(task.collate([0, 1]))
+    both.backward()
+    assert torch.isfinite(both)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_eval_task_predicts_the_rank_of_the_target(tiny_with_index):

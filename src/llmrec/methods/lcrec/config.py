@@ -23,6 +23,7 @@ NewRowInit = typing.Literal["normal", "matched", "mean"]
 Template = typing.Literal["alpaca", "compact"]
 """Prompt wrappers (llmrec.methods.lcrec.templates.WRAPPERS)."""
 EvalPrompt = typing.Literal["seqrec", "sequence"]
+ItemLoss = typing.Literal["vocab", "trie"]
 INDEX_KINDS, FINETUNE, EMBEDDING_MODES, ENCODERS, NEW_ROW_INITS = (
     typing.get_args(t) for t in (IndexKind, Finetune, EmbeddingMode, Encoder, NewRowInit))
 SEQUENCE_TASK = "seqrec_all_positions"
@@ -140,6 +141,12 @@ class LCRecConfig:
     """Prompt the next item is generated after: seqrec (the paper: seqrec template 0 with the history) or
     sequence (ours: the all-positions prompt with the history spelled, as `seqrec_all_positions` trains it; no
     EOS is scored after the index). sequence needs the seqrec_all_positions task."""
+    item_loss: ItemLoss = "vocab"
+    """How an index token is scored, in training and in the beam search: vocab (the paper: the softmax over the
+    whole vocabulary; the search masks after it) or trie (ours: the softmax over the children the token's prefix
+    has in the item trie, so the loss is the likelihood of the item among the catalogue, the quantity the
+    constrained search ranks by, and no gradient goes to keeping index tokens apart from words; the search
+    normalises the same way and scores no EOS). Other response tokens (titles, EOS) keep the full softmax."""
     exclude_seen: bool = True
     """Ours (paper: false): the beam search leaves the user's history items out, at test and validation, as
     sasrec-rank and popularity-rank do under the same config. The paper's numbers (seen items allowed) are
@@ -213,6 +220,8 @@ class LCRecConfig:
             bad("tasks", "ratios must be >= 0")
         if self.template not in WRAPPERS:
             bad("template", f"expected one of {', '.join(WRAPPERS)}")
+        if self.item_loss not in typing.get_args(ItemLoss):
+            bad("item_loss", f"expected one of {', '.join(typing.get_args(ItemLoss))}")
         if self.eval_prompt not in PROMPT_KINDS:
             bad("eval_prompt", f"expected one of {', '.join(PROMPT_KINDS)}")
         if self.eval_prompt == "sequence" and not float(self.tasks.get(SEQUENCE_TASK, 0)) > 0:

@@ -13,7 +13,10 @@ one prompt forward.
 
 Scores are sums of full-vocabulary log-probabilities (masking happens after the softmax), as in transformers'
 beam search with `prefix_allowed_tokens_fn`; with `num_beams` >= the number of items the search is exhaustive,
-so its ranking equals the ranking of every item's teacher-forced log-probability (`score_all_items`).
+so its ranking equals the ranking of every item's teacher-forced log-probability (`score_all_items`). With
+`normalize="trie"` (a model trained with `LCRecConfig.item_loss="trie"`) each level's log-probabilities are
+normalised over the node's children instead (`IndexTrie.child_log_probs`), and no EOS is scored: the trie makes
+it certain after a complete index.
 
 `hf_constrained_generate` is the reference baseline: transformers' `generate(num_beams=..., prefix_allowed_tokens_fn
 =...)`, a Python callback per beam and step (the official LC-Rec decoding, but with a real trie).
@@ -67,14 +70,20 @@ def _device(model) -> torch.device:
 @torch.no_grad()
 def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *, num_beams: int = 20,
                             pad_token_id: int = 0, eos_token_id: int | None = None,
-                            exclude: list | None = None) -> BeamResult:
+                            exclude: list | None = None, normalize: str = "vocab") -> BeamResult:
     """Top `num_beams` distinct items per prompt by summed log-probability of their index tokens (and of EOS
     after them when `eos_token_id` is given). One prompt forward per distinct prompt, then one token per beam per
     level.
 
     exclude: per prompt, item ids that must not come back (None or an empty list: none), e.g. the user's
     history. A prefix with no other item below it is never extended, so a prompt gets min(num_beams, items left)
-    items. The same prompt may appear twice with different exclusions: it is encoded once."""
+    items. The same prompt may appear twice with different exclusions: it is encoded once.
+    normalize: "vocab" (log-softmax over the whole vocabulary, then the trie's mask) or "trie" (over each node's
+    children alone; EOS is not scored)."""
+    if normalize not in ("vocab", "trie"):
+        raise LlmrecError(f"beam search: normalize must be 'vocab' or 'trie', got {normalize!r}")
+    if normalize == "trie":
+        eos_token_id = None
     if num_beams < 1:
         raise LlmrecError(f"num_beams must be >= 1, got {num_beams}")
     if exclude is not None and len(exclude) != len(prompts):
@@ -89,7 +98,12 @@ def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *,
     cache = out.past_key_values
     if len(distinct) < B:
         cache.reorder_cache(row_of)
-    logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)[row_of]  # [B, V]
+    last = out.logits[:, -1].float()[row_of]  # [B, V]
+
+    def level_log_probs(logits, level, nodes):  # [rows, K_level]: the level's tokens, the trie's mask applied
+        if normalize == "trie":
+            return trie.child_log_probs(logits, level, nodes.clamp(min=0))
+        return F.log_softmax(logits, dim=-1)[:, trie.level_tokens[level].to(device)]
     mask, pos = mask[row_of], pos[row_of]
     # open[d][row, node]: the node at depth d + 1 still has an item this row may get
     open_ = trie.open_nodes(exclude, device) if exclude is not None and any(
@@ -100,7 +114,8 @@ def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *,
     allowed0 = trie.allowed[0][0].to(device)[None, :].expand(B, -1)
     if open_ is not None:
         allowed0 = allowed0 & open_[0].gather(1, trie.child[0][0].to(device).clamp(min=0).expand(B, -1))
-    cand = logp[:, toks].masked_fill(~allowed0, float("-inf"))
+    cand = level_log_probs(last, 0, torch.zeros(B, dtype=torch.long, device=device)).masked_fill(
+        ~allowed0, float("-inf"))
     take = min(W, cand.shape[1])
     top, k = cand.topk(take, dim=1)
     scores = torch.full((B, W), float("-inf"), device=device)
@@ -123,9 +138,9 @@ def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *,
                     past_key_values=cache, use_cache=True)
         cache = out.past_key_values
         next_pos = next_pos + 1
-        logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B*W, V]
+        last = out.logits[:, -1].float()  # [B*W, V]
         if level == trie.levels:  # the EOS step: one continuation per beam, no reordering
-            scores = scores + logp[:, eos_token_id].view(B, W)
+            scores = scores + F.log_softmax(last, dim=-1)[:, eos_token_id].view(B, W)
             break
         toks = trie.level_tokens[level].to(device)
         flat_node = node.view(-1).clamp(min=0)
@@ -133,7 +148,8 @@ def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *,
         if open_ is not None:  # children with nothing left below them are closed
             children = trie.child[level].to(device)[flat_node].clamp(min=0).view(B, -1)
             allowed = allowed & open_[level].gather(1, children).view(B * W, -1)
-        cand = (logp[:, toks] + scores.view(-1, 1)).masked_fill(~allowed, float("-inf"))
+        cand = (level_log_probs(last, level, node.view(-1)) + scores.view(-1, 1)).masked_fill(
+            ~allowed, float("-inf"))
         K = toks.numel()
         top, flat = cand.view(B, W * K).topk(min(W, W * K), dim=1)
         beam, k = flat // K, flat % K
@@ -195,11 +211,15 @@ def hf_constrained_generate(model, prompts: list[list[int]], trie: IndexTrie, *,
 
 @torch.no_grad()
 def score_all_items(model, prompt: list[int], item_token_ids, *, eos_token_id: int | None = None,
-                    batch_size: int = 64) -> torch.Tensor:
+                    batch_size: int = 64, trie: IndexTrie | None = None) -> torch.Tensor:
     """[n_items] teacher-forced log P(item's index tokens (+ EOS) | prompt) for every item (index 0: -inf).
+    With `trie`: each token's probability normalised over its prefix's children (`normalize="trie"` of the beam
+    search), and no EOS.
 
     Brute force (one full forward per item, no cache): the reference the beam search is tested against, and an
     exact full ranking for small catalogues."""
+    if trie is not None:
+        eos_token_id = None
     device = _device(model)
     table = torch.as_tensor(item_token_ids, dtype=torch.long)
     n = table.shape[0]
@@ -210,8 +230,14 @@ def score_all_items(model, prompt: list[int], item_token_ids, *, eos_token_id: i
         if eos_token_id is not None:
             rows = torch.cat([rows, torch.full((len(rows), 1), eos_token_id, dtype=torch.long)], dim=1)
         seq = torch.cat([prompt_t.expand(len(rows), -1), rows], dim=1).to(device)
-        logits = model(input_ids=seq).logits.float()
-        logp = F.log_softmax(logits[:, len(prompt) - 1:-1], dim=-1)
-        picked = logp.gather(2, rows.to(device).unsqueeze(-1)).squeeze(-1).sum(1)
+        logits = model(input_ids=seq).logits.float()[:, len(prompt) - 1:-1]  # position j predicts token j + 1
+        if trie is None:
+            picked = F.log_softmax(logits, dim=-1).gather(2, rows.to(device).unsqueeze(-1)).squeeze(-1).sum(1)
+        else:
+            picked = torch.zeros(len(rows), device=device)
+            walked = torch.as_tensor([trie.token_nodes(r) for r in rows.tolist()], device=device)  # [n, 3, L]
+            for level in range(trie.levels):
+                logp = trie.child_log_probs(logits[:, level], level, walked[:, 1, level])
+                picked += logp.gather(1, walked[:, 2, level, None]).squeeze(1)
         out[start:start + len(rows)] = picked.cpu()
     return out

@@ -20,9 +20,9 @@ those metrics are reported too, from the same prompt forward, under `paper_` key
 
 Departures from the paper, each a field whose docstring says so, with the paper's value one override away:
 `exclude_seen` (paper: false), `new_token_lr` (paper: None, one learning rate), the task `seqrec_all_positions`
-(paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec). `configs/lcrec-ml100k.yaml` uses
-them for a CPU budget. `LCRecConfig()` keeps the paper's tasks, template and prompt at a small budget, with two
-departures on by default: `exclude_seen` and the MiniLM text encoder (`text_encoder`; the paper embeds with LLaMA).
+(paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec), `item_loss` (paper: vocab).
+`configs/lcrec-ml100k.yaml` uses them for a CPU budget. `LCRecConfig()` keeps the paper's tasks, template and
+prompt at a small budget, with two departures on by default: `exclude_seen` and the MiniLM text encoder (`text_encoder`; the paper embeds with LLaMA).
 
 Run directory (docs/architecture.md; everything through `llmrec.runs.Run`, no second run inside):
 `config.yaml` (the identity), `split/`, `indices.json` (official format), `rqvae_report.json` (how the index was
@@ -218,7 +218,7 @@ def seqrec_eval_task(model, tok, split: SequenceSplit, index: ItemIndex, trie: I
     # the sequence prompt trains items back to back, never an EOS after one: only the index is scored
     eos = tok.eos_token_id if cfg.eval_prompt == "seqrec" else None
     return SeqRecEvalTask(model, prompts, targets, trie, num_beams=cfg.num_beams, pad_token_id=tok.pad_token_id,
-                          eos_token_id=eos, exclude=seen, views=views)
+                          eos_token_id=eos, exclude=seen, views=views, normalize=cfg.item_loss)
 
 
 CURVE_INTERVALS = ("hr@10_lo", "hr@10_hi", "ndcg@10_lo", "ndcg@10_hi")
@@ -319,7 +319,8 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
                             batch_size=cfg.batch_size, grad_accum_steps=cfg.grad_accum_steps,
                             max_steps=cfg.max_steps, epochs=cfg.epochs, eval_every=cfg.eval_every,
                             patience=cfg.patience, eval_batch_size=cfg.eval_batch_size, seed=seed)
-    sft = SFTTask(model, tok, samples, cfg.max_length, lr_groups=new_token_groups(model, cfg))
+    sft = SFTTask(model, tok, samples, cfg.max_length, lr_groups=new_token_groups(model, cfg),
+                  trie=trie if cfg.item_loss == "trie" else None)
     result = fit(sft, n_train_rows=len(samples), eval_rows=valid_task.n_rows,
                  evaluate=lambda ranks: eval_metrics(valid_task, ranks, valid=True), config=train_cfg,
                  out_dir=run.file(TRAIN_DIR), selection_metric="ndcg@10", eval_task=valid_task,

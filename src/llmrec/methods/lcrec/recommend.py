@@ -81,8 +81,9 @@ class LCRecRecommender(Serving):
 
     @property
     def _eos(self) -> int | None:
-        """EOS is scored after an index only where training put one there (the seqrec prompt)."""
-        return self.tok.eos_token_id if self.cfg.eval_prompt == "seqrec" else None
+        """EOS is scored after an index only where training put one there (the seqrec prompt), and not under
+        item_loss="trie", where the trie makes it certain."""
+        return self.tok.eos_token_id if self.cfg.eval_prompt == "seqrec" and self.cfg.item_loss == "vocab" else None
 
     def _recommend(self, user: int, k: int, candidates) -> list[tuple[int, str, float]]:
         """Top-k (item id, title, log-probability of its index) that the model generates after the user's past."""
@@ -92,7 +93,7 @@ class LCRecRecommender(Serving):
         prompt = generation_prompt(self.tok, past, self.index, self.cfg)
         res = constrained_beam_search(self.model, [prompt], self.trie, num_beams=max(self.cfg.num_beams, k),
                                       pad_token_id=self.tok.pad_token_id, eos_token_id=self._eos,
-                                      exclude=[past.tolist()])
+                                      exclude=[past.tolist()], normalize=self.cfg.item_loss)
         items, scores = res.items[0].tolist(), res.scores[0].tolist()
         return [(i, self.users.titles.get(i, ""), float(s)) for i, s in zip(items, scores) if i > 0][:k]
 
@@ -101,7 +102,8 @@ class LCRecRecommender(Serving):
         the user's past: the score the constrained beam search ranks by."""
         prompt = generation_prompt(self.tok, past, self.index, self.cfg)
         table = np.vstack([np.full((1, self.index.levels), -1), self.token_table[items]])
-        return score_all_items(self.model, prompt, table, eos_token_id=self._eos)[1:].numpy().astype(np.float64)
+        return score_all_items(self.model, prompt, table, eos_token_id=self._eos,
+                               trie=self.trie if self.cfg.item_loss == "trie" else None)[1:].numpy().astype(np.float64)
 
     def _score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         out = np.zeros(len(users))

@@ -300,17 +300,22 @@ class SFTTask:
     """`llm.train.Task` over samples: loss = mean cross-entropy over the response tokens of a batch.
 
     Samples are tokenised when a batch first needs them (a CPU budget touches a small share of them).
-    lr_groups: `param_groups()` for the loop, e.g. the new token rows at their own learning rate."""
+    lr_groups: `param_groups()` for the loop, e.g. the new token rows at their own learning rate.
+    trie: with it (`LCRecConfig.item_loss="trie"`, ours), a response token that continues an item index is
+    scored by the softmax over the children its prefix has in the trie, not over the whole vocabulary: the
+    loss is then the item likelihood the constrained beam search ranks by; other tokens keep the full softmax."""
 
     def __init__(self, model, tokenizer, samples: list[Sample], max_length: int = 512,
-                 lr_groups: list[dict] | None = None):
+                 lr_groups: list[dict] | None = None, trie: IndexTrie | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.samples = samples
         self.max_length = max_length
         self.pad_token_id = tokenizer.pad_token_id
         self.lr_groups = lr_groups or []
+        self.trie = trie
         self._encoded: dict[int, tuple[list[int], int]] = {}
+        self._nodes: dict[int, tuple[list[int], list[int], list[int]]] = {}
 
     def param_groups(self) -> list[dict]:
         return self.lr_groups
@@ -319,6 +324,13 @@ class SFTTask:
         if row not in self._encoded:
             self._encoded[row] = encode(self.tokenizer, self.samples[row], self.max_length)
         return self._encoded[row]
+
+    def label_nodes(self, row: int) -> tuple[list[int], list[int], list[int]]:
+        """`IndexTrie.token_nodes` of the row's tokens from its first loss position on."""
+        if row not in self._nodes:
+            seq, n_prompt = self.encoded(row)
+            self._nodes[row] = tuple(x[n_prompt:] for x in self.trie.token_nodes(seq))
+        return self._nodes[row]
 
     def trainable_module(self):
         return self.model
@@ -335,15 +347,36 @@ class SFTTask:
             mask[b, start:] = 1
             labels[b, start + n_prompt:] = torch.as_tensor(seq[n_prompt:])
         keep = max(len(seq) - n for seq, n in seqs)  # loss tokens sit in the last `keep` columns
-        return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
-                "labels": labels[:, width - keep:], "n_tokens": int(mask.sum())}
+        batch = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
+                 "labels": labels[:, width - keep:], "n_tokens": int(mask.sum())}
+        if self.trie is not None:  # per loss position: trie level (-1: full softmax), node, child position
+            trie_rows = torch.zeros((3, len(seqs), keep), dtype=torch.long)
+            trie_rows[0] = -1
+            for b, r in enumerate(rows):
+                got = torch.as_tensor(self.label_nodes(r), dtype=torch.long)
+                trie_rows[:, b, keep - got.shape[1]:] = got
+            batch["label_level"], batch["label_node"], batch["label_child"] = trie_rows
+        return batch
 
     def loss(self, batch: dict) -> torch.Tensor:
         keep = batch["labels"].shape[1]
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          position_ids=batch["position_ids"], logits_to_keep=keep + 1)
         logits = out.logits[:, :-1].float()  # position j predicts token j + 1
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=-100)
+        logits, labels = logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1)
+        if self.trie is None:
+            return F.cross_entropy(logits, labels, ignore_index=-100)
+        level = batch["label_level"].reshape(-1)
+        node, child = batch["label_node"].reshape(-1), batch["label_child"].reshape(-1)
+        scored = labels != -100
+        full = scored & (level < 0)
+        total = F.cross_entropy(logits[full], labels[full], reduction="sum") if full.any() else logits.sum() * 0
+        for lv in range(self.trie.levels):
+            at = scored & (level == lv)
+            if at.any():
+                logp = self.trie.child_log_probs(logits[at], lv, node[at])
+                total = total - logp.gather(1, child[at, None]).sum()
+        return total / scored.sum().clamp(min=1)
 
     def predict(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError("SFTTask trains only; evaluate with SeqRecEvalTask")
@@ -359,14 +392,14 @@ class SeqRecEvalTask:
 
     def __init__(self, model, prompts: list[list[int]], targets: list[int], trie: IndexTrie, *,
                  num_beams: int = 20, pad_token_id: int, eos_token_id: int | None, exclude: list | None = None,
-                 views: tuple[bool, ...] = (False,)):
+                 views: tuple[bool, ...] = (False,), normalize: str = "vocab"):
         if len(prompts) != len(targets) or (exclude is not None and len(exclude) != len(prompts)):
             raise LlmrecError("SeqRecEvalTask: prompts, targets and exclusions differ in length")
         if any(views) and exclude is None:
             raise LlmrecError("SeqRecEvalTask: a view that excludes items needs `exclude`")
         self.model, self.prompts, self.targets, self.trie = model, prompts, list(targets), trie
         self.num_beams, self.pad_token_id, self.eos_token_id = num_beams, pad_token_id, eos_token_id
-        self.exclude, self.views = exclude, tuple(views)
+        self.exclude, self.views, self.normalize = exclude, tuple(views), normalize
 
     @property
     def n_rows(self) -> int:
@@ -387,5 +420,5 @@ class SeqRecEvalTask:
         exclude = [self.exclude[p] if self.views[v] else None for p, v in pairs] if any(self.views) else None
         res = constrained_beam_search(self.model, [self.prompts[p] for p, _ in pairs], self.trie,
                                       num_beams=self.num_beams, pad_token_id=self.pad_token_id,
-                                      eos_token_id=self.eos_token_id, exclude=exclude)
+                                      eos_token_id=self.eos_token_id, exclude=exclude, normalize=self.normalize)
         return res.ranks([self.targets[p] for p, _ in pairs]).float()

@@ -8,12 +8,15 @@ item's node at depth l + 1 and `leaves[l]` how many items lie below each node th
 some items out (`open_nodes`) can drop a prefix as soon as nothing below it is left.
 
 Masking a [rows, K_l] slice of log-probabilities with `allowed[l][nodes]` is then one gather, whatever the batch
-or beam width: no per-token Python callback.
+or beam width: no per-token Python callback. `child_log_probs` is the other reading of the same tables: the
+log-softmax over a node's children only (the item likelihood of `LCRecConfig.item_loss="trie"`), and
+`token_nodes` finds, in a token sequence, each index token's level and the node it continues.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from llmrec.errors import LlmrecError
 
@@ -61,6 +64,7 @@ class IndexTrie:
         self.leaf_item = torch.from_numpy(leaf_item)
         self.n_items = len(ids)
         self._token_pos = [{int(t): i for i, t in enumerate(toks.tolist())} for toks in self.level_tokens]
+        self._level_of = {t: (level, k) for level, pos in enumerate(self._token_pos) for t, k in pos.items()}
 
     def to(self, device) -> "IndexTrie":
         """Move the tables to `device` (in place; returns self)."""
@@ -83,6 +87,33 @@ class IndexTrie:
                     left[r].scatter_add_(0, nodes[ids], torch.full_like(ids, -1))
             out.append((left > 0).to(device))
         return out
+
+    def child_log_probs(self, logits: torch.Tensor, level: int, nodes: torch.Tensor) -> torch.Tensor:
+        """[rows, K_level] log-probabilities of each node's children, normalised over those children alone
+        (-inf for tokens the node does not continue with). logits: [rows, vocabulary] at the positions that
+        predict a level-`level` token; nodes: [rows] the trie nodes at depth `level` they continue."""
+        toks = self.level_tokens[level].to(logits.device)
+        allowed = self.allowed[level].to(logits.device)[nodes]
+        return F.log_softmax(logits[:, toks].float().masked_fill(~allowed, float("-inf")), dim=-1)
+
+    def token_nodes(self, ids: list[int]) -> tuple[list[int], list[int], list[int]]:
+        """For each position of a token sequence: the level of its token in the trie (-1 when it is not an index
+        token continuing a valid prefix), the node at that depth it continues, and its position among the level's
+        tokens. A level-0 token starts a new item at the root; a level-l token continues the node the previous
+        l tokens reached, when they did."""
+        levels, nodes, ks = [], [], []
+        node, depth = None, 0  # the node the last index tokens reached, at this depth
+        for tok in ids:
+            level, k = self._level_of.get(int(tok), (-1, -1))
+            if level == 0:
+                node, depth = 0, 0
+            if level < 0 or node is None or depth != level or not bool(self.allowed[level][node, k]):
+                levels.append(-1), nodes.append(0), ks.append(0)
+                node = None
+                continue
+            levels.append(level), nodes.append(node), ks.append(k)
+            node, depth = int(self.child[level][node, k]), level + 1
+        return levels, nodes, ks
 
     def walk(self, prefix: list[int]) -> int | None:
         """Node reached by a prefix of token ids (at depth len(prefix)); None when it leaves the trie."""
