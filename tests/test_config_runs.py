@@ -24,6 +24,18 @@ def test_bad_overrides_give_one_clear_line(override, message):
         load_config(None, [override])
 
 
+def test_overrides_are_checked_together_and_a_problem_is_blamed_on_its_override():
+    """A cross-field check sees every override: the no-LLM control (encoder=mean) needs lora=false, which may come
+    after it; what is still wrong at the end is blamed on the override that made it so."""
+    both = ["cllm4rec.lora=true", "cllm4rec.encoder=mean", "cllm4rec.lora=false"]
+    cfg = load_config(None, both)
+    assert cfg.cllm4rec.encoder == "mean" and cfg.cllm4rec.lora is False
+    with pytest.raises(LlmrecError, match=r"^override 'cllm4rec.encoder=mean': .*lora"):
+        load_config(None, both[:2] + ["stage1.lr=3e-4"])
+    with pytest.raises(LlmrecError, match=r"^override 'collab.epochs=-5': collab.epochs: must be > 0"):
+        load_config(None, both + ["collab.epochs=-5", "stage1.lr=3e-4"])
+
+
 def test_yaml_round_trip_and_file_errors(tmp_path):
     cfg = load_config(None, ["method=tallrec", "stage2.max_samples=64"])
     save_config(cfg, tmp_path / "c.yaml")

@@ -441,9 +441,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         where = f"{path}:"
         data = _merge(data, read_yaml(path))
     cfg = from_dict(cls, data, where, check)
-    for item in overrides or []:  # one at a time: what fails now is this override's doing
+    failing: list[tuple[str, LlmrecError]] = []  # the overrides since which every state has failed, and why
+    for item in overrides or []:  # one at a time, so that a problem is blamed on the override that made it
         data = _merge(data, parse_override(item))
-        cfg = from_dict(cls, data, f"override {item!r}:", check)
+        try:
+            cfg = from_dict(cls, data, f"override {item!r}:", check)
+            failing = []
+        except LlmrecError as exc:
+            failing.append((item, exc))
+    if failing:  # a later override may settle an earlier one's cross-field check (encoder=mean, then lora=false)
+        def why(item, exc):
+            return str(exc).removeprefix(f"override {item!r}:")
+        raise next(exc for item, exc in failing if why(item, exc) == why(*failing[-1]))
     return cfg
 
 
