@@ -36,6 +36,24 @@ def test_overrides_are_checked_together_and_a_problem_is_blamed_on_its_override(
         load_config(None, both + ["collab.epochs=-5", "stage1.lr=3e-4"])
 
 
+def test_a_mapping_value_is_replaced_whole_and_a_dotted_override_edits_one_key(tmp_path):
+    """`lcrec.tasks` is a free-form mapping with defaults (the paper's six tasks): a file that names three tasks
+    trains those three (merged into the defaults it trained 80k paper prompts beside 2k windows); a dotted
+    override edits one task of whatever the mix is; a mapping override replaces the mix."""
+    (tmp_path / "c.yaml").write_text("lcrec:\n  tasks: {seqrec_all_positions: 1, item2index: 0.2}\n"
+                                    "  rqvae: {epochs: 200}\n")
+    assert load_config(tmp_path / "c.yaml").lcrec.tasks == {"seqrec_all_positions": 1, "item2index": 0.2}
+    cfg = load_config(tmp_path / "c.yaml", ["lcrec.tasks.item2index=0.5", "lcrec.rqvae.levels=3"])
+    assert cfg.lcrec.tasks == {"seqrec_all_positions": 1, "item2index": 0.5}
+    assert (cfg.lcrec.rqvae.epochs, cfg.lcrec.rqvae.levels, cfg.lcrec.rqvae.codebook_size) == (200, 3, 256)
+    assert load_config(tmp_path / "c.yaml", ["lcrec.tasks={seqrec: 1}"]).lcrec.tasks == {"seqrec": 1}
+    paper = load_config(None, ["lcrec.tasks.fusionseqrec=0"]).lcrec.tasks
+    assert paper["fusionseqrec"] == 0 and paper["seqrec"] == paper["index2item"] == 1.0
+    from llmrec.experiment import make_config
+    assert set(make_config("lcrec", "lcrec-ml100k").lcrec.tasks) == {"seqrec_all_positions", "item2index",
+                                                                    "index2item"}
+
+
 def test_yaml_round_trip_and_file_errors(tmp_path):
     cfg = load_config(None, ["method=tallrec", "stage2.max_samples=64"])
     save_config(cfg, tmp_path / "c.yaml")

@@ -341,7 +341,7 @@ def from_dict(cls, data: dict | None, where: str = "config", check: bool = True)
     kwargs = {}
     for k, v in data.items():
         if k in defaults and isinstance(v, dict):  # a partial section keeps the parent's defaults for the rest
-            v = _merge(to_dict(defaults[k]), v)
+            v = _merge_section(hints[k], to_dict(defaults[k]), v)
         kwargs[k] = _coerce(v, hints[k], _at(where, k), check)
         if check:
             check_range(k, kwargs[k], _at(where, k))
@@ -352,6 +352,19 @@ def from_dict(cls, data: dict | None, where: str = "config", check: bool = True)
         return obj
     except LlmrecError as exc:  # a class's own checks (__post_init__, validate) name the field but not the source
         raise LlmrecError(f"{where.rstrip(':')}: {exc}") from None
+
+
+def _merge_section(cls, base: dict, given: dict) -> dict:
+    """`given` over `base`, both a section `cls` as dicts: nested sections merge field by field; any other value,
+    a free-form mapping such as `lcrec.tasks` included, is replaced whole (a config that names three tasks means
+    those three, not those added to the defaults)."""
+    hints = typing.get_type_hints(cls)
+    out = dict(base)
+    for k, v in given.items():
+        nested = k in hints and dataclasses.is_dataclass(hints[k])
+        out[k] = _merge_section(hints[k], out[k], v) if nested and isinstance(v, dict) and isinstance(
+            out.get(k), dict) else v
+    return out
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -371,6 +384,12 @@ def parse_overrides(items: list[str]) -> dict:
 
 def parse_override(item: str) -> dict:
     """'stage1.lr=3e-4' -> {'stage1': {'lr': 0.0003}}; a bad one is named in one line."""
+    path, value = _override_path(item)
+    return _set_path({}, path, value)
+
+
+def _override_path(item: str) -> tuple[list[str], object]:
+    """'stage1.lr=3e-4' -> (['stage1', 'lr'], 0.0003)."""
     key, sep, raw = item.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise LlmrecError(f"override {item!r}: expected section.field=value")
@@ -378,11 +397,18 @@ def parse_override(item: str) -> dict:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as exc:
         raise LlmrecError(f"override {item!r}: not a valid value ({_yaml_problem(exc)})") from None
-    node = out = {}
-    *parents, leaf = key.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[leaf] = value
+    return key.split("."), value
+
+
+def _set_path(data: dict, path: list[str], value) -> dict:
+    """A copy of `data` with the value at `path` set, mappings along the way copied (or made): the value itself
+    replaces what was there, so `lcrec.tasks={seqrec: 1}` sets the whole mix and `lcrec.tasks.seqrec=0` one task."""
+    out = dict(data)
+    if len(path) == 1:
+        out[path[0]] = value
+    else:
+        inner = out.get(path[0])
+        out[path[0]] = _set_path(inner if isinstance(inner, dict) else {}, path[1:], value)
     return out
 
 
@@ -441,9 +467,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         where = f"{path}:"
         data = _merge(data, read_yaml(path))
     cfg = from_dict(cls, data, where, check)
+    data = to_dict(cfg)  # overrides edit the resolved config: defaults and file included
     failing: list[tuple[str, LlmrecError]] = []  # the overrides since which every state has failed, and why
     for item in overrides or []:  # one at a time, so that a problem is blamed on the override that made it
-        data = _merge(data, parse_override(item))
+        data = _set_path(data, *_override_path(item))
         try:
             cfg = from_dict(cls, data, f"override {item!r}:", check)
             failing = []
