@@ -57,10 +57,11 @@ class CLLM4RecModel(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.collab = IdEmbeddings(n_users, n_items, dim, std, gen)
         self.content = IdEmbeddings(n_users, n_items, dim, std, gen)
-        dtype = backbone.get_input_embeddings().weight.dtype
+        # The tables are trainable: they stay float32 (master weights) on a bf16 backbone, or AdamW's small updates
+        # would round away; `embed` casts the rows it hands the backbone to its dtype.
         device = backbone.get_input_embeddings().weight.device
-        self.collab.to(device=device, dtype=dtype)
-        self.content.to(device=device, dtype=dtype)
+        self.collab.to(device=device)
+        self.content.to(device=device)
 
     # ------------------------------------------------------------------ training switches
     def set_trainable(self, collab: bool, content: bool, lora: bool = True) -> None:
@@ -85,8 +86,8 @@ class CLLM4RecModel(nn.Module):
         is_user = (ids >= v) & (ids < v + u)
         is_item = ids >= v + u
         out = self.backbone.get_input_embeddings()(torch.where(ids < v, ids, 0))
-        out = torch.where(is_user[..., None], t.user(torch.where(is_user, ids - v, 0)), out)
-        out = torch.where(is_item[..., None], t.item(torch.where(is_item, ids - v - u, 0)), out)
+        out = torch.where(is_user[..., None], t.user(torch.where(is_user, ids - v, 0)).to(out.dtype), out)
+        out = torch.where(is_item[..., None], t.item(torch.where(is_item, ids - v - u, 0)).to(out.dtype), out)
         if user_vectors is not None:
             out = torch.where(is_user[..., None], user_vectors[:, None, :].to(out.dtype), out)
         return out
@@ -113,7 +114,8 @@ class CLLM4RecModel(nn.Module):
         """[..., d] -> [..., n_items] scores against the side's item table (tied head); padding id 0 at -inf."""
         if self.item_head == "normalized":
             hidden = torch.nn.functional.normalize(hidden, dim=-1)
-        logits = hidden @ self.table(side).item.weight.T
+        weight = self.table(side).item.weight
+        logits = hidden.to(weight.dtype) @ weight.T  # in the tables' float32 (autocast, when on, still decides)
         pad = torch.zeros(self.n_items, dtype=torch.bool, device=logits.device)
         pad[0] = True
         return logits.masked_fill(pad, float("-inf"))
@@ -149,8 +151,13 @@ class CLLM4RecModel(nn.Module):
 
 
 def inject_lora(backbone, r: int, alpha: int, dropout: float, targets) -> None:
-    """Add peft LoRA adapters to the backbone in place (its other weights stay frozen)."""
+    """Add peft LoRA adapters to the backbone in place (its other weights stay frozen), in float32."""
     from peft import LoraConfig, inject_adapter_in_model
 
     inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets)),
                             backbone)
+    # peft creates the adapters in the backbone's dtype; trainable weights stay float32 (as get_peft_model's
+    # autocast_adapter_dtype does), peft's LoRA layers cast their input to the adapter's dtype and back.
+    for name, p in backbone.named_parameters():
+        if "lora_" in name and p.dtype in (torch.float16, torch.bfloat16):
+            p.data = p.data.float()
