@@ -60,6 +60,20 @@ def _copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _cuda_index(model: torch.nn.Module) -> int | None:
+    p = next(model.parameters(), None)
+    return (p.device.index or 0) if p is not None and p.device.type == "cuda" else None
+
+
+def _rng_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The RNG states dropout and sampling draw from: the CPU generator, and the model's GPU one when it is on
+    CUDA (where `rand_like` and dropout draw), so a resumed GPU run continues the same random stream."""
+    state = {"torch": torch.get_rng_state()}
+    if _cuda_index(model) is not None:
+        state["cuda"] = torch.cuda.get_rng_state(_cuda_index(model))
+    return state
+
+
 def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                train_epoch: Callable[[int], dict], evaluate: Callable[[], dict], *, epochs: int, metric: str,
                eval_every: int = 1, patience: int | None = None, higher_is_better: bool = True,
@@ -88,6 +102,8 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         model.load_state_dict(groups["model"])
         best_state = groups.get("best", {})
         torch.set_rng_state(groups["rng"]["torch"])
+        if "cuda" in groups["rng"] and _cuda_index(model) is not None:
+            torch.cuda.set_rng_state(groups["rng"]["cuda"], _cuda_index(model))
         if load_extra_state is not None:
             load_extra_state(state["extra"])
     elif seed is not None:
@@ -128,7 +144,7 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             state["extra"] = extra_state()
         if ckpt is not None:
             save_training_state(ckpt, {"model": model.state_dict(), "best": best_state,
-                                       "rng": {"torch": torch.get_rng_state()}}, optimizer, state, scheduler)
+                                       "rng": _rng_state(model)}, optimizer, state, scheduler)
         bar.update(1)
         if on_epoch_end is not None:
             on_epoch_end(record)

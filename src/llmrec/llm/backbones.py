@@ -100,11 +100,12 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, dtype: str | torch.dt
                   device: str | torch.device = "auto", **from_pretrained_kwargs):
     """Load `(model, tokenizer)` in eval mode on `device`.
 
-    dtype "auto": float32 on CPU, bfloat16 on CUDA. device "auto": CUDA when available, else CPU.
+    dtype "auto": float32 on CPU, bfloat16 on CUDA. device: see `resolve_device` ("auto": this process's own GPU
+    when CUDA is available, else CPU).
     The tokenizer always has a pad token (eos, else unk, when the model defines none); the padding side is
     left to the scorer. Extra keyword arguments go to `from_pretrained` (e.g. `attn_implementation`).
     """
-    device = _resolve_device(device)
+    device = resolve_device(device)
     dtype = _resolve_dtype(dtype, device)
     if name_or_path == "tiny":
         model, tokenizer = tiny_backbone()
@@ -140,13 +141,35 @@ def _first(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def _resolve_device(device) -> torch.device:
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device a model of this process goes to: the one rule for every backbone and collaborative model.
+
+    "auto": CUDA when available, else CPU. "auto" and a bare "cuda" name this process's own GPU: under
+    `accelerate launch` or `torchrun` (LOCAL_RANK set) it is `cuda:<LOCAL_RANK>`, as Accelerate's own device will
+    be; models are loaded before any Accelerator exists, and a bare "cuda" would put every process on GPU 0.
+    Anything else is taken as written (cpu, cuda:1, mps, ...).
+    """
+    if isinstance(device, str) and device in ("auto", "cuda"):
+        if device == "auto" and not torch.cuda.is_available():
+            return torch.device("cpu")
+        return _local_cuda()
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise LlmrecError(f"device: {device!r} is not a torch device (expected auto, cpu, cuda, cuda:0, ...)") from e
+
+
+def _local_cuda() -> torch.device:
+    import os
+
+    local = os.environ.get("LOCAL_RANK")
+    if local is None:
+        return torch.device("cuda")
+    if not local.isdigit():
+        raise LlmrecError(f"LOCAL_RANK={local!r} is not a process index (set by accelerate launch / torchrun)")
+    # a launcher that gives each process one visible GPU (CUDA_VISIBLE_DEVICES per rank) leaves index 0 only
+    count = torch.cuda.device_count()
+    return torch.device("cuda", int(local) if count == 0 or int(local) < count else 0)
 
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,

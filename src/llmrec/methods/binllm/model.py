@@ -79,10 +79,11 @@ class BinaryEncoder(nn.Module):
         """Pure binary codes of every user and item as int8 arrays of 0/1 bits: [n_users, d], [n_items, d]."""
         was = self.training
         self.eval()
-        u = self.user_codes(torch.arange(self.user_emb.num_embeddings))
-        i = self.item_codes(torch.arange(self.item_emb.num_embeddings))
+        device = self.user_emb.weight.device  # the encoder trains on the run's device (GPU when there is one)
+        u = self.user_codes(torch.arange(self.user_emb.num_embeddings, device=device))
+        i = self.item_codes(torch.arange(self.item_emb.num_embeddings, device=device))
         self.train(was)
-        return (u > 0).to(torch.int8).numpy(), (i > 0).to(torch.int8).numpy()
+        return (u > 0).to(torch.int8).cpu().numpy(), (i > 0).to(torch.int8).cpu().numpy()
 
 
 def bits_to_text(bits, code_format: str = "binary") -> str:

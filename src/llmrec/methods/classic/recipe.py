@@ -7,6 +7,7 @@ from llmrec import collab
 from llmrec.collab import trainer
 from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
+from llmrec.llm.backbones import resolve_device
 from llmrec.methods.binllm.model import BinaryEncoder
 from llmrec.methods.click import save_test_scores, subset
 from llmrec.methods.click_recommender import ClickRecommender
@@ -50,7 +51,9 @@ def build(cfg: ExperimentConfig, n_users: int, n_items: int):
 def train_model(cfg: ExperimentConfig, split: ClickSplit, run: Run, model, name: str,
                 tracker: Tracker | None = None) -> trainer.TrainResult:
     """Fit a collaborative model (or the BinLLM encoder) with checkpoints in the run; save its best weights.
-    `tracker` (llmrec.tracking, already under the caller's prefix) follows every epoch."""
+    It trains on the process's device (`resolve_device("auto")`: its GPU when there is one, else the CPU, where
+    results are as before). `tracker` (llmrec.tracking, already under the caller's prefix) follows every epoch."""
+    model.to(resolve_device("auto"))
     c = cfg.collab
     enc = getattr(model, "config", None)
     batch_size = enc.batch_size if isinstance(model, BinaryEncoder) else c.batch_size

@@ -66,7 +66,8 @@ def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
     cf = classic.load_model(run, split, "collab")
     if run.has(TUNED_COLLAB):
         cf.load_state_dict(run.load_tensors(TUNED_COLLAB))
-    slots = CoLLM(model, cf, model.config.hidden_size)
+    # on the backbone's device, as in training: the mapped vectors go straight into its input embeddings
+    slots = CoLLM(model, cf, model.config.hidden_size).to(next(model.parameters()).device)
     slots.mapping.load_state_dict(run.load_tensors("mapping.safetensors"))
     slots.eval()
     return ClickRecommender(run, split, collab=classic.ModelScorer(cf),
