@@ -279,6 +279,28 @@ def _copy_trainable(module: torch.nn.Module, saved: dict[str, torch.Tensor], pat
             p.copy_(saved[n].to(p.device, p.dtype))
 
 
+# ---------------------------------------------------------------- memory
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """`llm.gradient_checkpointing`: keep only each decoder layer's input in training and recompute the layer in
+    the backward pass (about a third more compute for activations that no longer grow with the depth).
+
+    Non-reentrant checkpointing (`use_reentrant=False`): it needs no input that requires grad, so a LoRA model
+    over frozen embeddings needs no `enable_input_require_grads`, and it restores the RNG state, so dropout
+    draws the same masks and the loss and gradients equal those without it. `model`: a transformers model, or
+    a peft model around one; eval mode (scoring, generation) is unaffected.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise LlmrecError(f"llm.gradient_checkpointing: {type(base).__name__} does not support gradient "
+                          "checkpointing")
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x; the older name warns there
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 # ---------------------------------------------------------------- accelerator and evaluation
 
 def make_accelerator(bf16: bool | None = None, find_unused_parameters: bool = False) -> Accelerator:

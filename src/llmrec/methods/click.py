@@ -142,12 +142,16 @@ def scorer_for(model, tokenizer, cfg: ExperimentConfig, slots=None) -> YesScorer
 
 
 def add_lora(model, cfg: ExperimentConfig):
-    """Wrap the backbone with fresh LoRA adapters (paper defaults: r 8, alpha 16, dropout 0.05, q/v)."""
+    """Wrap the backbone with fresh LoRA adapters (paper defaults: r 8, alpha 16, dropout 0.05, q/v); gradient
+    checkpointing on when `llm.gradient_checkpointing`."""
     from peft import LoraConfig, get_peft_model
 
     lc = cfg.llm.lora
-    return get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                                            target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
+    model = get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                             target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
+    if cfg.llm.gradient_checkpointing:
+        loop.enable_gradient_checkpointing(model)
+    return model
 
 
 def save_adapter(peft_model, run: Run) -> None:

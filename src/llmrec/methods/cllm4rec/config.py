@@ -25,7 +25,8 @@ FINETUNE_TARGETS, NEW_USER, REG_REDUCTIONS, ITEM_HEADS, ENCODERS = (
 @dataclass
 class CLLM4RecConfig:
     """ID tokens, pre-training, recommendation fine-tuning and evaluation of CLLM4Rec. The backbone, its dtype and
-    the seed are the experiment's (`llm.backbone`, `llm.dtype`, `seed`), as for every method."""
+    the seed are the experiment's (`llm.backbone`, `llm.dtype`, `llm.gradient_checkpointing`, `seed`), as for
+    every method."""
 
     # -- device and ID tokens
     device: str = "auto"

@@ -37,7 +37,7 @@ from llmrec.data.holdout import HoldoutSplit
 from llmrec.metrics import METRIC_KS, SELECTION, holdout_metrics as ranking_metrics
 from llmrec.errors import LlmrecError
 from llmrec.llm.backbones import load_backbone
-from llmrec.llm.train import TrainConfig, fit, make_accelerator, predict_rows
+from llmrec.llm.train import TrainConfig, enable_gradient_checkpointing, fit, make_accelerator, predict_rows
 from llmrec.methods.cllm4rec.config import CLLM4RecConfig
 from llmrec.methods.cllm4rec.documents import collaborative_documents, content_documents
 from llmrec.methods.cllm4rec.model import CLLM4RecModel, inject_lora
@@ -92,6 +92,8 @@ def train_cllm4rec(experiment, split: HoldoutSplit, run, tracker: Tracker | None
     device = acc.device if config.device == "auto" else config.device
     model, vocab, tokenizer = build_model(config, split.n_users, split.n_items, device,
                                           backbone=experiment.llm.backbone, dtype=experiment.llm.dtype, seed=seed)
+    if experiment.llm.gradient_checkpointing:
+        enable_gradient_checkpointing(model.backbone)
     pad_id = tokenizer.pad_token_id
     train_items = split.user_items("train")
     stages = {}

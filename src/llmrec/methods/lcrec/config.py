@@ -1,8 +1,8 @@
 """LC-Rec's settings, without torch: `LCRecConfig` (the run) and `RQVAEConfig` (its indexer), and the names
 their fields may take. docs/methods/lcrec.md describes the recipe they drive; `llmrec.methods.lcrec.recipe` runs it.
 
-The backbone, its dtype and the seed are not here: LC-Rec reads `llm.backbone`, `llm.dtype` and `seed` of the
-experiment config, as every method does (docs/architecture.md).
+The backbone, its dtype and the seed are not here: LC-Rec reads `llm.backbone`, `llm.dtype`,
+`llm.gradient_checkpointing` and `seed` of the experiment config, as every method does (docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -283,7 +283,7 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
     split's raw ids when the split carries them in `meta['raw_user_ids']` / `meta['raw_item_ids']`).
     tracker: llmrec.tracking; the indexer logs under rqvae/, the fine-tuning under sft/."""
     from llmrec.llm.backbones import load_backbone
-    from llmrec.llm.train import TrainConfig, fit, make_accelerator
+    from llmrec.llm.train import TrainConfig, enable_gradient_checkpointing, fit, make_accelerator
 
     cfg, seed = experiment.lcrec, experiment.seed
     cfg.validate()  # a config built in code, not read through llmrec.config, is checked here
@@ -299,6 +299,8 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
     run.save_tensors(NEW_ROWS_FILE, new_rows(model, sorted(token_ids.values())))
     run.write_dir("tokenizer", tok.save_pretrained)
     model = apply_finetuning(model, cfg, list(token_ids.values()))
+    if experiment.llm.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
 
     if user_text is None and cfg.user_text:
         raw_u, raw_i = split.meta.get("raw_user_ids"), split.meta.get("raw_item_ids")
