@@ -322,6 +322,19 @@ def make_accelerator(bf16: bool | None = None, find_unused_parameters: bool = Fa
     return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=handlers)
 
 
+SHARDED_DISTRIBUTED = ("DEEPSPEED", "FSDP", "MEGATRON_LM")
+"""Accelerate distributed types that shard the model: the loop runs one process or DDP only (module docstring)."""
+
+
+def check_distributed_type(acc: Accelerator) -> None:
+    """One clear line instead of a crash deep inside a wrapped model: DeepSpeed and FSDP shard parameters, which the
+    loop does not handle yet (tasks call their own module; checkpoints and `best/` hold full tensors)."""
+    kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
+    if kind in SHARDED_DISTRIBUTED:
+        raise LlmrecError(f"accelerate distributed type {kind} is not supported by llmrec's training loop yet (it "
+                          "runs one process or DDP); launch with --config_file configs/accelerate/ddp.yaml")
+
+
 def _shard(n_rows: int, num_processes: int, index: int) -> range:
     """Contiguous shard of rows for one process; shards are full except the last non-empty one."""
     chunk = math.ceil(n_rows / num_processes) if n_rows else 0
@@ -547,6 +560,7 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
         raise LlmrecError("fit: eval_rows must be >= 1 and come with an `evaluate` function (or be None)")
 
     acc = accelerator or make_accelerator(config.bf16)
+    check_distributed_type(acc)
     main = acc.is_main_process
     plan = _Plan(n_train_rows, config.batch_size, acc.num_processes, config.grad_accum_steps, config.seed)
     if plan.micro_per_epoch < 1:
