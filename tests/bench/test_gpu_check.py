@@ -1,0 +1,25 @@
+"""bench/gpu_check.py in its CPU mode (`--dry`: tiny stand-in models, every section in seconds): one report with
+every section, none failed or skipped. The GPU numbers themselves only exist after a run on a GPU."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # `bench` is a top-level folder of the repository, not an installed package
+
+from bench import gpu_check  # noqa: E402
+
+
+def test_dry_run_writes_every_section(tmp_path):
+    out = tmp_path / "report" / "gpu_report.md"
+    assert gpu_check.main(["--dry", "--out", str(out)]) == 0
+    text = out.read_text()
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == list(gpu_check.SECTIONS)
+    assert "Tiny mode: the numbers mean nothing" in text
+    assert "failed" not in text and "skipped" not in text, text
+    assert "tests/gpu/test_cuda_methods.py" in text  # the CUDA tests were collected
+    for name in gpu_check.Sizes.tiny().models:  # both sizes measured: training, scoring, beam search
+        assert sum(line.startswith(f"| {name} |") for line in text.splitlines()) == 2, name
+    assert "**BinLLM** | **total on one GPU**" in text and "**CoLLM** | **total on one GPU**" in text
