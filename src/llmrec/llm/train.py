@@ -22,7 +22,8 @@ back exactly once each, in order (not `gather_for_metrics`, which relies on a pr
 remainder bookkeeping and pads shards by repeating rows).
 
 Scope: one process or DDP over any number of processes (bf16 autocast on CUDA). FSDP / DeepSpeed sharding
-is not supported yet: the task calls its own module and checkpoints hold full tensors. For a task whose loss
+is not supported yet (`fit` refuses them in one line, `check_distributed_type`): the task calls its own module and
+checkpoints hold full tensors. For a task whose loss
 leaves some trainable parameters unused, pass `accelerator=make_accelerator(find_unused_parameters=True)`.
 """
 from __future__ import annotations
