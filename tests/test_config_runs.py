@@ -30,6 +30,9 @@ def test_overrides_are_checked_together_and_a_problem_is_blamed_on_its_override(
     both = ["cllm4rec.lora=true", "cllm4rec.encoder=mean", "cllm4rec.lora=false"]
     cfg = load_config(None, both)
     assert cfg.cllm4rec.encoder == "mean" and cfg.cllm4rec.lora is False
+    from llmrec.experiment import make_config  # the README's control command: the variant over the shipped config
+    control = make_config("cllm4rec-no-llm", "cllm4rec-ml100k").cllm4rec
+    assert (control.encoder, control.lora) == ("mean", False)
     with pytest.raises(LlmrecError, match=r"^override 'cllm4rec.encoder=mean': .*lora"):
         load_config(None, both[:2] + ["stage1.lr=3e-4"])
     with pytest.raises(LlmrecError, match=r"^override 'collab.epochs=-5': collab.epochs: must be > 0"):
