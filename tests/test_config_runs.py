@@ -50,6 +50,9 @@ def test_a_mapping_value_is_replaced_whole_and_a_dotted_override_edits_one_key(t
     assert cfg.lcrec.tasks == {"seqrec_all_positions": 1, "item2index": 0.5}
     assert (cfg.lcrec.rqvae.epochs, cfg.lcrec.rqvae.levels, cfg.lcrec.rqvae.codebook_size) == (200, 3, 256)
     assert load_config(tmp_path / "c.yaml", ["lcrec.tasks={seqrec: 1}"]).lcrec.tasks == {"seqrec": 1}
+    # a mapping for a nested section merges into it: the file's rqvae.epochs stays
+    rq = load_config(tmp_path / "c.yaml", ["lcrec.rqvae={levels: 2, e_dim: 8}"]).lcrec.rqvae
+    assert (rq.epochs, rq.levels, rq.e_dim) == (200, 2, 8)
     paper = load_config(None, ["lcrec.tasks.fusionseqrec=0"]).lcrec.tasks
     assert paper["fusionseqrec"] == 0 and paper["seqrec"] == paper["index2item"] == 1.0
     from llmrec.experiment import make_config

@@ -403,15 +403,22 @@ def _override_path(item: str) -> tuple[list[str], object]:
     return key.split("."), value
 
 
-def _set_path(data: dict, path: list[str], value) -> dict:
-    """A copy of `data` with the value at `path` set, mappings along the way copied (or made): the value itself
-    replaces what was there, so `lcrec.tasks={seqrec: 1}` sets the whole mix and `lcrec.tasks.seqrec=0` one task."""
+def _set_path(data: dict, path: list[str], value, cls=None) -> dict:
+    """A copy of `data` (a section `cls` as a dict, when given) with the value at `path` set, mappings along the
+    way copied (or made). A mapping given for a nested section merges into it field by field (`_merge_section`);
+    any other value replaces what was there, so `lcrec.tasks={seqrec: 1}` sets the whole mix and
+    `lcrec.tasks.seqrec=0` one task."""
     out = dict(data)
-    if len(path) == 1:
-        out[path[0]] = value
+    hints = typing.get_type_hints(cls) if cls is not None and dataclasses.is_dataclass(cls) else {}
+    tp = hints.get(path[0])
+    section = tp if tp is not None and dataclasses.is_dataclass(tp) else None
+    inner = out.get(path[0])
+    if len(path) > 1:
+        out[path[0]] = _set_path(inner if isinstance(inner, dict) else {}, path[1:], value, section)
+    elif section is not None and isinstance(value, dict) and isinstance(inner, dict):
+        out[path[0]] = _merge_section(section, inner, value)
     else:
-        inner = out.get(path[0])
-        out[path[0]] = _set_path(inner if isinstance(inner, dict) else {}, path[1:], value)
+        out[path[0]] = value
     return out
 
 
@@ -473,7 +480,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data = to_dict(cfg)  # overrides edit the resolved config: defaults and file included
     failing: list[tuple[str, LlmrecError]] = []  # the overrides since which every state has failed, and why
     for item in overrides or []:  # one at a time, so that a problem is blamed on the override that made it
-        data = _set_path(data, *_override_path(item))
+        data = _set_path(data, *_override_path(item), cls=cls)
         try:
             cfg = from_dict(cls, data, f"override {item!r}:", check)
             failing = []
