@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -160,8 +161,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def _local_cuda() -> torch.device:
-    import os
-
     local = os.environ.get("LOCAL_RANK")
     if local is None:
         return torch.device("cuda")

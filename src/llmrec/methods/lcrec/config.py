@@ -26,6 +26,8 @@ EvalPrompt = typing.Literal["seqrec", "sequence"]
 ItemLoss = typing.Literal["vocab", "trie"]
 INDEX_KINDS, FINETUNE, EMBEDDING_MODES, ENCODERS, NEW_ROW_INITS = (
     typing.get_args(t) for t in (IndexKind, Finetune, EmbeddingMode, Encoder, NewRowInit))
+ITEM_LOSSES = typing.get_args(ItemLoss)
+"""Index-token normalisations: the config's `item_loss`, the beam search's `normalize`."""
 SEQUENCE_TASK = "seqrec_all_positions"
 TASKS = tuple(TEMPLATES) + (SEQUENCE_TASK,)
 PROMPT_KINDS = typing.get_args(EvalPrompt)
@@ -220,8 +222,8 @@ class LCRecConfig:
             bad("tasks", "ratios must be >= 0")
         if self.template not in WRAPPERS:
             bad("template", f"expected one of {', '.join(WRAPPERS)}")
-        if self.item_loss not in typing.get_args(ItemLoss):
-            bad("item_loss", f"expected one of {', '.join(typing.get_args(ItemLoss))}")
+        if self.item_loss not in ITEM_LOSSES:
+            bad("item_loss", f"expected one of {', '.join(ITEM_LOSSES)}")
         if self.eval_prompt not in PROMPT_KINDS:
             bad("eval_prompt", f"expected one of {', '.join(PROMPT_KINDS)}")
         if self.eval_prompt == "sequence" and not float(self.tasks.get(SEQUENCE_TASK, 0)) > 0:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from llmrec.errors import LlmrecError
+from llmrec.methods.lcrec.config import ITEM_LOSSES
 from llmrec.methods.lcrec.trie import IndexTrie
 
 
@@ -80,8 +81,8 @@ def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *,
     items. The same prompt may appear twice with different exclusions: it is encoded once.
     normalize: "vocab" (log-softmax over the whole vocabulary, then the trie's mask) or "trie" (over each node's
     children alone; EOS is not scored)."""
-    if normalize not in ("vocab", "trie"):
-        raise LlmrecError(f"beam search: normalize must be 'vocab' or 'trie', got {normalize!r}")
+    if normalize not in ITEM_LOSSES:
+        raise LlmrecError(f"beam search: normalize must be one of {', '.join(ITEM_LOSSES)}, got {normalize!r}")
     if normalize == "trie":
         eos_token_id = None
     if num_beams < 1:
@@ -104,6 +105,7 @@ def constrained_beam_search(model, prompts: list[list[int]], trie: IndexTrie, *,
         if normalize == "trie":
             return trie.child_log_probs(logits, level, nodes.clamp(min=0))
         return F.log_softmax(logits, dim=-1)[:, trie.level_tokens[level].to(device)]
+
     mask, pos = mask[row_of], pos[row_of]
     # open[d][row, node]: the node at depth d + 1 still has an item this row may get
     open_ = trie.open_nodes(exclude, device) if exclude is not None and any(

@@ -370,7 +370,7 @@ class SFTTask:
         node, child = batch["label_node"].reshape(-1), batch["label_child"].reshape(-1)
         scored = labels != -100
         full = scored & (level < 0)
-        total = F.cross_entropy(logits[full], labels[full], reduction="sum") if full.any() else logits.sum() * 0
+        total = F.cross_entropy(logits[full], labels[full], reduction="sum") if full.any() else logits.new_zeros(())
         for lv in range(self.trie.levels):
             at = scored & (level == lv)
             if at.any():

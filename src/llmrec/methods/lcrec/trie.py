@@ -101,18 +101,19 @@ class IndexTrie:
         token continuing a valid prefix), the node at that depth it continues, and its position among the level's
         tokens. A level-0 token starts a new item at the root; a level-l token continues the node the previous
         l tokens reached, when they did."""
-        levels, nodes, ks = [], [], []
+        rows = []  # (level, node, k) per position
         node, depth = None, 0  # the node the last index tokens reached, at this depth
         for tok in ids:
             level, k = self._level_of.get(int(tok), (-1, -1))
             if level == 0:
                 node, depth = 0, 0
             if level < 0 or node is None or depth != level or not bool(self.allowed[level][node, k]):
-                levels.append(-1), nodes.append(0), ks.append(0)
+                rows.append((-1, 0, 0))
                 node = None
                 continue
-            levels.append(level), nodes.append(node), ks.append(k)
+            rows.append((level, node, k))
             node, depth = int(self.child[level][node, k]), level + 1
+        levels, nodes, ks = (list(col) for col in zip(*rows)) if rows else ([], [], [])
         return levels, nodes, ks
 
     def walk(self, prefix: list[int]) -> int | None:
