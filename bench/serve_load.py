@@ -164,9 +164,23 @@ def llm_tokens(rec, pool) -> tuple[np.ndarray, float] | None:
     return np.asarray(per_request), sum(per_request) / (time.perf_counter() - t)
 
 
+@dataclass
+class LoadResult:
+    """What `measure` found: the report's markdown, and the figures the bench's targets read."""
+
+    lines: list[str]
+    errors: int
+    batching_ratio: float | None = None
+    """requests/s with batching on / off at the highest concurrency."""
+    offline_tokens_per_s: float | None = None
+    """LLM runs: the offline scorer's prompt tokens/s on the pool's pairs (one `Recommender.score` call)."""
+    served_tokens_per_s: float | None = None
+    """LLM runs: prompt tokens/s served with batching on at the highest concurrency."""
+
+
 def measure(run: Path, requests: int, seconds: float, pairs: int, pool_size: int = 256,
-            concurrency: tuple[int, ...] = (1, 8, 32), max_wait_ms: float = 5.0, log=print) -> tuple[list[str], int]:
-    """The report's markdown lines and the number of errors."""
+            concurrency: tuple[int, ...] = (1, 8, 32), max_wait_ms: float = 5.0, log=print) -> LoadResult:
+    """Load levels with batching on, then the highest one with it off, each against a fresh server."""
     from llmrec.recommender import Recommender
 
     rec = Recommender.from_pretrained(run)
@@ -205,17 +219,20 @@ def measure(run: Path, requests: int, seconds: float, pairs: int, pool_size: int
                      "largest batch", "exit status after SIGTERM"], servers)]
     by_mode = {r[0]: r for r in rows if r[1] == max(concurrency)}
     on, off = (by_mode.get(plans[0][0]), by_mode.get(plans[1][0]))
+    result = LoadResult(lines, errors)
     if on and off:
+        result.batching_ratio = float(on[4]) / max(float(off[4]), 1e-9)
         lines += ["", f"Batching at concurrency {max(concurrency)}: {on[4]} vs {off[4]} requests/s "
-                      f"(x{float(on[4]) / max(float(off[4]), 1e-9):.2f})."]
+                      f"(x{result.batching_ratio:.2f})."]
     if llm:
-        served = float(on[-1]) if on else float("nan")
+        result.offline_tokens_per_s = llm[1]
+        result.served_tokens_per_s = float(on[-1]) if on else float("nan")
         lines += [f"Prompt tokens/s: offline scorer {llm[1]:.0f} (one `Recommender.score` call on the pool's "
-                  f"{sum(len(i) for _, i in pool)} pairs, this process) vs served {served:.0f} (batching on, "
-                  f"concurrency {max(concurrency)})."]
+                  f"{sum(len(i) for _, i in pool)} pairs, this process) vs served {result.served_tokens_per_s:.0f} "
+                  f"(batching on, concurrency {max(concurrency)})."]
     if errors:
         lines += ["", f"**{errors} errors**, the first: {first}"]
-    return lines, errors
+    return result
 
 
 def main(argv=None) -> int:
@@ -230,9 +247,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="also write the markdown here")
     args = ap.parse_args(argv)
     levels = tuple(int(c) for c in args.concurrency.split(","))
-    lines, errors = measure(args.run, args.requests, args.seconds, args.pairs, args.pool, levels, args.max_wait_ms,
-                            log=lambda m: print(m, file=sys.stderr, flush=True))
-    text = "\n".join(lines) + "\n"
+    result = measure(args.run, args.requests, args.seconds, args.pairs, args.pool, levels, args.max_wait_ms,
+                     log=lambda m: print(m, file=sys.stderr, flush=True))
+    text = "\n".join(result.lines) + "\n"
     print(text, end="")
     if args.out:
         sys.path.insert(0, str(ROOT / "src"))
@@ -240,7 +257,7 @@ def main(argv=None) -> int:
 
         with atomic_file(args.out) as tmp:
             tmp.write_text(text)
-    return 1 if errors else 0
+    return 1 if result.errors else 0
 
 
 if __name__ == "__main__":

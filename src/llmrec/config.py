@@ -148,6 +148,12 @@ class StageConfig:
     final state is kept)."""
     patience: int = 20
     """Evaluations without valid AUC gain before stopping."""
+    teacher_weight: float = 0.0
+    """Ours (docs/methods/binllm.md, "Departures"): the BCE target of a training prompt becomes
+    (1 - w) * label + w * p, where p is the method's own collaborative model's click probability for the row
+    (BinLLM: its encoder, from the very codes the prompt carries; CoLLM: its collaborative model), Platt-calibrated
+    on the train rows. Each prompt then carries the teacher's graded judgement, not one noisy bit. 0 (the papers):
+    the label alone. TALLRec and ICL have no collaborative model and refuse w > 0."""
 
 
 @dataclass
@@ -238,6 +244,7 @@ _POSITIVE = (0, False, None, False)
 _NON_NEGATIVE = (0, True, None, False)
 _SHARE = (0, True, 1, False)  # [0, 1)
 _FRACTION = (0, False, 1, True)  # (0, 1]
+_UNIT = (0, True, 1, True)  # [0, 1]
 RANGES = {
     "epochs": _POSITIVE, "batch_size": _AT_LEAST_1, "eval_batch_size": _AT_LEAST_1, "eval_every": _AT_LEAST_1,
     "patience": _AT_LEAST_1, "grad_accum_steps": _AT_LEAST_1, "max_samples": _AT_LEAST_1, "max_steps": _AT_LEAST_1,
@@ -250,7 +257,7 @@ RANGES = {
     "max_content_docs": _AT_LEAST_1, "lr": _POSITIVE, "min_lr": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE,
     "reg": _NON_NEGATIVE, "lambda_reg": _NON_NEGATIVE, "beta_cap": _NON_NEGATIVE, "beta_step": _NON_NEGATIVE,
     "alpha": _POSITIVE, "lora_alpha": _POSITIVE, "init_std": _POSITIVE, "dropout": _SHARE, "lora_dropout": _SHARE,
-    "warmup_ratio": _SHARE, "heldout_ratio": _SHARE, "valid_small_fraction": _FRACTION,
+    "warmup_ratio": _SHARE, "heldout_ratio": _SHARE, "valid_small_fraction": _FRACTION, "teacher_weight": _UNIT,
 }
 _SUFFIX_RANGES = (("_epochs", _NON_NEGATIVE), ("_batch_size", _AT_LEAST_1), ("_lr", _POSITIVE))
 """Fields not named above by their ending: cllm4rec.content_epochs (0 skips the stage), pretrain_lr, ..."""

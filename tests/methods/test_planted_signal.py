@@ -42,6 +42,9 @@ CASES = {
     "binllm-binary": ("binllm", "film", ["binllm.code_format=binary"]),
     "binllm-dot-decimal": ("binllm", "film", ["binllm.code_format=dot_decimal"]),
     "binllm-io": ("binllm", "film", ["binllm.prompt=ids_only", "binllm.code_format=dot_decimal"]),
+    # targets from the encoder alone (stage2.teacher_weight=1): the labels reach the LLM only through the teacher
+    "binllm-io-distilled": ("binllm", "film", ["binllm.prompt=ids_only", "binllm.code_format=dot_decimal",
+                                               "stage2.teacher_weight=1.0"]),
     "collm": ("collm", "film", ["collm.collab_model=mf"]),
 }
 TWO_STEP = [*SHORT_STAGE1, *(f"stage2.{s}" for s in STAGE), "stage2.patience=8",

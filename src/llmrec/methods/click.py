@@ -18,6 +18,7 @@ import torch
 
 from llmrec.config import ExperimentConfig, StageConfig
 from llmrec.data.types import ClickSplit
+from llmrec.errors import LlmrecError
 from llmrec.llm import train as loop
 from llmrec.llm.prompts import Prompt, PromptBuilder, template_for
 from llmrec.llm.scoring import ScoringConfig, YesScorer
@@ -79,12 +80,16 @@ class ClickTask:
     """llmrec.llm.train.Task over a click frame: prompts are built lazily, batches carry prompts and labels."""
 
     def __init__(self, module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts, frame: pd.DataFrame,
-                 sort_by_length: bool = False):
+                 sort_by_length: bool = False, targets: np.ndarray | None = None):
+        """`targets`: the BCE target of each frame row (soft, `distillation_targets`); None: the labels."""
         self.module = module
         self.scorer = scorer
         self.prompts = prompts
         self.frame = frame.reset_index(drop=True)
-        self.labels = self.frame["label"].to_numpy(np.float32)
+        self.labels = self.frame["label"].to_numpy(np.float32) if targets is None else \
+            np.asarray(targets, dtype=np.float32)
+        if len(self.labels) != len(self.frame):
+            raise ValueError(f"{len(self.labels)} targets for {len(self.frame)} rows")
         self._built: dict[int, ClickPrompt] = {}
         # Evaluation tables are scored in contiguous chunks: ordering rows by prompt length keeps padding low, and
         # rows sharing a prompt prefix (a user's rows with one history) side by side share its encoding.
@@ -180,7 +185,6 @@ def stage1_from_run(peft_model, cfg: ExperimentConfig) -> dict:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from llmrec.errors import LlmrecError
     from llmrec.runs import open_run
 
     run_dir = cfg.stage1_from
@@ -213,12 +217,46 @@ def stage_train_config(stage: StageConfig, seed: int, eval_batch_size: int) -> l
                             eval_batch_size=eval_batch_size, **schedule)
 
 
+def platt_calibrate(logits: np.ndarray, labels: np.ndarray, steps: int = 50) -> tuple[float, float]:
+    """(a, b) minimising the BCE of sigmoid(a * logit + b) against the labels (Platt scaling, L-BFGS)."""
+    x = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
+    scale = float(x.std()) or 1.0  # start near unit-variance logits: BinMF's eval logits span -32..32
+    ab = torch.tensor([1.0 / scale, 0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([ab], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(ab[0]), float(ab[1])
+
+
+def distillation_targets(labels: np.ndarray, teacher_logits: np.ndarray, weight: float) -> np.ndarray:
+    """(1 - weight) * label + weight * p, p the teacher's click probability, Platt-calibrated on these rows
+    (StageConfig.teacher_weight)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    a, b = platt_calibrate(teacher_logits, labels)
+    p = 1.0 / (1.0 + np.exp(-(a * np.asarray(teacher_logits, dtype=np.float64) + b)))
+    return ((1.0 - weight) * labels + weight * p).astype(np.float32)
+
+
 def train_stage(name: str, run: Run, module: torch.nn.Module, scorer: YesScorer, prompts: ClickPrompts,
-                split: ClickSplit, stage: StageConfig, seed: int, tracker: Tracker | None = None) -> loop.TrainResult:
+                split: ClickSplit, stage: StageConfig, seed: int, tracker: Tracker | None = None,
+                teacher: Callable[[pd.DataFrame], np.ndarray] | None = None) -> loop.TrainResult:
     """One tuning stage on split.train, selected on valid_small AUC; resumable from `run/<name>_train/`;
-    `tracker` (llmrec.tracking) follows it under `name/`."""
+    `tracker` (llmrec.tracking) follows it under `name/`. `teacher`: frame -> logits of the method's
+    collaborative model, which `stage.teacher_weight` mixes into the targets."""
     valid = subset(split.valid_small, stage.eval_rows, seed) if stage.eval_rows != 0 else split.valid_small[:0]
-    train_task = ClickTask(module, scorer, prompts, split.train)
+    targets = None
+    if stage.teacher_weight > 0:
+        if teacher is None:
+            raise LlmrecError(f"{name}.teacher_weight: this method has no collaborative model to learn from")
+        targets = distillation_targets(split.train["label"].to_numpy(), teacher(split.train), stage.teacher_weight)
+    train_task = ClickTask(module, scorer, prompts, split.train, targets=targets)
     eval_task = ClickTask(module, scorer, prompts, valid, sort_by_length=True)
     users, labels = valid["user_id"].to_numpy(), valid["label"].to_numpy()
 

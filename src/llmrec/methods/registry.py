@@ -180,6 +180,14 @@ def _collab_model(cfg):
     return dataclasses.replace(cfg, collab=dataclasses.replace(cfg.collab, model=cfg.method))
 
 
+def _no_teacher(cfg):
+    """TALLRec and ICL read titles only: there is no collaborative model to distil (StageConfig.teacher_weight)."""
+    if cfg.stage1.teacher_weight > 0:
+        raise LlmrecError(f"stage1.teacher_weight={cfg.stage1.teacher_weight}: {cfg.method} has no collaborative "
+                          "model to learn from (binllm and collm have)")
+    return cfg
+
+
 _M = "llmrec.methods."
 for _method in (
     # click family: the CoLLM/BinLLM split, pointwise AUC
@@ -188,8 +196,9 @@ for _method in (
       for name, summary in (("mf", "matrix factorisation"), ("lightgcn", "LightGCN, pointwise"),
                             ("sasrec", "SASRec, pointwise"), ("din", "DIN"))),
     Method("binmf", "click", _M + "classic.recipe", "BinLLM's binary encoder alone", ("encoder",)),
-    Method("icl", "click", _M + "tallrec.recipe", "the TALLRec prompt, zero-shot"),
-    Method("tallrec", "click", _M + "tallrec.recipe", "LoRA on the text-only prompt", ("stage1",)),
+    Method("icl", "click", _M + "tallrec.recipe", "the TALLRec prompt, zero-shot", prepare=_no_teacher),
+    Method("tallrec", "click", _M + "tallrec.recipe", "LoRA on the text-only prompt", ("stage1",),
+           prepare=_no_teacher),
     Method("binllm", "click", _M + "binllm.recipe", "collaborative codes as text in the prompt",
            ("binllm", "encoder", "stage1", "stage2"),
            starts_from_tallrec=lambda cfg: cfg.binllm.tuning == "two_step"),

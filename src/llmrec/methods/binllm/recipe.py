@@ -50,9 +50,9 @@ class Codes:
 
 
 def train_codes(cfg: ExperimentConfig, split: ClickSplit, run: Run,
-                tracker: Tracker | None = None) -> tuple[Codes, dict]:
+                tracker: Tracker | None = None) -> tuple[Codes, dict, BinaryEncoder]:
     """Train the text-like encoder (resumable) and cache its codes in the run; `tracker` follows it under
-    encoder/."""
+    encoder/. Returns the codes, a summary and the trained encoder (eval mode: pure binary codes)."""
     torch.manual_seed(cfg.seed)
     encoder = BinaryEncoder(split.n_users, split.n_items, cfg.encoder)
     result = classic.train_model(cfg, split, run, encoder, "encoder", tracker=scoped(tracker, "encoder"))
@@ -61,7 +61,7 @@ def train_codes(cfg: ExperimentConfig, split: ClickSplit, run: Run,
                                            "item_bits": torch.from_numpy(item_bits)})
     summary = {"test": result.test, "best_epoch": result.best_epoch, "best_valid_auc": result.best_valid_auc,
                "seconds": round(result.seconds, 1)}
-    return Codes(user_bits, item_bits, cfg.binllm.code_format), summary
+    return Codes(user_bits, item_bits, cfg.binllm.code_format), summary, result.model
 
 
 def code_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig, codes: Codes) -> ClickPrompts:
@@ -70,7 +70,8 @@ def code_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig, codes: Cod
 
 
 def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker | None = None) -> dict:
-    codes, encoder_summary = train_codes(cfg, split, run, tracker)
+    codes, encoder_summary, encoder = train_codes(cfg, split, run, tracker)
+    teacher = classic.ModelScorer(encoder)  # the codes' own inner product: what `teacher_weight` distils
     out: dict = {"encoder": encoder_summary}
     model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
     torch.manual_seed(cfg.seed)
@@ -81,12 +82,12 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
         out["stage1"] = stage1_from_run(model, cfg)
     elif cfg.binllm.tuning == "two_step" or cfg.binllm.prompt == "text":
         out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, prompts, split, cfg.stage1, cfg.seed,
-                                                  tracker))
+                                                  tracker, teacher))
     if cfg.binllm.prompt != "text":
         prompts = code_prompts(split, tokenizer, cfg, codes)
         stage = cfg.stage2 if cfg.binllm.tuning == "two_step" else cfg.stage1
         out["stage2"] = stage_summary(train_stage("stage2", run, model, scorer, prompts, split, stage, cfg.seed,
-                                                  tracker))
+                                                  tracker, teacher))
     save_adapter(model, run)
     out["test"] = test_metrics(model, scorer, prompts, split, cfg, run)
     return out
