@@ -107,3 +107,25 @@ def test_click_intervals_cover_the_estimate_and_shrink_with_more_users():
     assert same == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
     worse = paired_auc_difference(users, labels, scores, np.random.default_rng(2).normal(size=len(users)), n_boot=200)
     assert worse["lo"] > 0.1  # a real signal against noise: the paired interval excludes zero
+
+
+def test_auc_beyond_is_chance_for_a_reader_and_finds_what_a_score_adds():
+    rng = np.random.default_rng(0)
+    n = 6000
+    reference = rng.integers(-8, 9, size=n) * 2.0  # a code inner product: few distinct values
+    extra = rng.normal(size=n)  # what only the second score knows
+    labels = (0.3 * reference + 2 * extra + rng.normal(size=n) > 0).astype(float)
+    reader = reference + 0.5 * rng.normal(size=n)  # the reference, read with noise, and nothing else
+    knower = reference + 2 * extra
+    chance, rows = metrics.auc_beyond(labels, reader, reference)
+    assert rows == n and abs(chance - 0.5) < 0.03
+    assert metrics.auc_beyond(labels, knower, reference)[0] > 0.75
+    # brute force: the pair-weighted mean of the within-value AUCs
+    groups = [g for g in np.unique(reference) if 0 < labels[reference == g].sum() < (reference == g).sum()]
+    pairs = [labels[reference == g].sum() * (1 - labels[reference == g]).sum() for g in groups]
+    within = [roc_auc_score(labels[reference == g], knower[reference == g]) for g in groups]
+    assert metrics.auc_beyond(labels, knower, reference)[0] == pytest.approx(np.average(within, weights=pairs))
+    # a continuous reference: equal-count bins; a score that is the reference itself adds little within them
+    cont = reference + rng.normal(size=n)
+    assert metrics.auc_beyond(labels, cont, cont, bins=20)[0] < 0.6
+    assert metrics.auc_beyond(labels, knower, cont, bins=20)[0] > 0.7

@@ -192,6 +192,29 @@ def paired_auc_difference(users, labels, scores_a, scores_b, n_boot: int = BOOTS
     return {"diff": auc(y, a) - auc(y, b), "lo": lo, "hi": hi}
 
 
+def auc_beyond(labels, scores, reference, bins: int = 20) -> tuple[float, int]:
+    """What `scores` know that `reference` does not: the AUC of `scores` within groups of rows on which the
+    reference agrees (equal values when it takes at most `bins` distinct values, as BinLLM's code inner products
+    do; else `bins` equal-count quantile bins), averaged with each group's positive-negative pairs as weights.
+    0.5: `scores` add nothing to the reference's ordering (a reader of the reference and nothing more). Returns
+    (that AUC, the rows in groups with both labels)."""
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    r = np.asarray(reference, dtype=np.float64).ravel()
+    values = np.unique(r)
+    group = (np.searchsorted(values, r) if len(values) <= bins else
+             np.minimum((rankdata(r, method="ordinal") - 1) * bins // len(r), bins - 1))
+    total, weight, rows = 0.0, 0.0, 0
+    for g in np.unique(group):
+        m = group == g
+        pairs = float((y[m] > 0.5).sum() * (y[m] <= 0.5).sum())
+        if pairs:
+            total += auc(y[m], s[m]) * pairs
+            weight += pairs
+            rows += int(m.sum())
+    return (total / weight if weight else float("nan")), rows
+
+
 def frame_metrics(frame, scores, intervals: bool = False) -> dict[str, float]:
     """click_metrics of a click frame's scores overall, then on its warm rows (prefix warm_) and the rest (cold_);
     with `intervals`, each AUC and UAUC also gets its 95% user-bootstrap interval (click_intervals)."""
