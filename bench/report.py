@@ -20,7 +20,7 @@ keep busy, torch's default of one thread per core can be several times slower th
 region waits for its slowest thread, which is often descheduled); the thread count used is in the table below.
 
 Utilisation (model FLOPs utilisation) = useful FLOPs per second / the machine's own fp32 matmul peak measured in
-the same run. The targets come from the project's "Performance" issue.
+the same run. The targets come from the project's "Performance" and "Serving" issues.
 """
 
 FLOP_NOTES = """\
@@ -60,7 +60,7 @@ def render(command: str, date: str, hw: dict[str, str], sections: list[Section],
                             ["total time", f"{total_seconds / 60:.1f} min"]] + [[k, v] for k, v in hw.items()])
     out.append("")
     targets = [t for s in sections for t in s.targets]
-    out.append("## Targets (from the Performance issue)\n")
+    out.append("## Targets (from the Performance and Serving issues)\n")
     if targets:
         out += table(["target", "goal", "measured", "verdict"], [[t.name, t.goal, t.measured, t.verdict] for t in targets])
     else:
