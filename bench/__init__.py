@@ -1,6 +1,6 @@
 """llmrec's benchmark suite: speed and memory of the library on this machine, written to BENCHMARKS.md.
 
-    python -m bench.run                 # the full suite (`make bench`), about 10-15 minutes on 2 CPU cores
+    python -m bench.run                 # the full suite (`make bench`), about 20 minutes on 2 CPU cores
     python -m bench.run --smoke         # every section on the tiny backbone and synthetic data, in seconds
     python -m bench.run --full-demo     # also the peak memory of the full `llmrec demo`
 

@@ -16,7 +16,7 @@ import torch
 
 @dataclass(frozen=True)
 class Budget:
-    """How much each section measures. `full()` fits `make bench` in about 15 minutes on 2 cores; `smoke()` runs
+    """How much each section measures. `full()` fits `make bench` in about 20 minutes on 2 cores; `smoke()` runs
     every code path on the tiny backbone in seconds (its numbers mean nothing)."""
 
     backbone: str

@@ -15,7 +15,7 @@ by `bench/` and written by it: every number below comes from one run of the comm
 two numbers measured in that same run. Timings are wall-clock medians of several repetitions (each section says how
 many), taken after a warm-up, with the compared variants interleaved so that a change in machine load hits them
 alike. On a shared or busy machine the absolute numbers drop; the ratios hold up better. Regenerate with
-`make bench` (about 15 minutes) on a quiet machine before quoting anything. On a machine whose cores other jobs
+`make bench` (about 20 minutes) on a quiet machine before quoting anything. On a machine whose cores other jobs
 keep busy, torch's default of one thread per core can be several times slower than `--threads 1` (a parallel
 region waits for its slowest thread, which is often descheduled); the thread count used is in the table below.
 
