@@ -192,17 +192,17 @@ def paired_auc_difference(users, labels, scores_a, scores_b, n_boot: int = BOOTS
     return {"diff": auc(y, a) - auc(y, b), "lo": lo, "hi": hi}
 
 
-def auc_beyond(labels, scores, reference, bins: int = 20) -> tuple[float, int]:
+def auc_beyond(labels, scores, reference, bins: int = 20, max_values: int = 65) -> tuple[float, int]:
     """What `scores` know that `reference` does not: the AUC of `scores` within groups of rows on which the
-    reference agrees (equal values when it takes at most `bins` distinct values, as BinLLM's code inner products
-    do; else `bins` equal-count quantile bins), averaged with each group's positive-negative pairs as weights.
-    0.5: `scores` add nothing to the reference's ordering (a reader of the reference and nothing more). Returns
-    (that AUC, the rows in groups with both labels)."""
+    reference agrees (equal values when it takes at most `max_values` distinct values, as the inner products of
+    codes of up to 64 bits do; else `bins` equal-count quantile bins), averaged with each group's
+    positive-negative pairs as weights. 0.5: `scores` add nothing to the reference's ordering (a reader of the
+    reference and nothing more). Returns (that AUC, the rows in groups with both labels)."""
     y = np.asarray(labels, dtype=np.float64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
     r = np.asarray(reference, dtype=np.float64).ravel()
     values = np.unique(r)
-    group = (np.searchsorted(values, r) if len(values) <= bins else
+    group = (np.searchsorted(values, r) if len(values) <= max_values else
              np.minimum((rankdata(r, method="ordinal") - 1) * bins // len(r), bins - 1))
     total, weight, rows = 0.0, 0.0, 0
     for g in np.unique(group):
