@@ -12,7 +12,6 @@ share of the LLM's score variance that an increasing function of the reference e
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,4 +88,3 @@ def main(argv=None) -> str:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

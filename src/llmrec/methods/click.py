@@ -217,22 +217,13 @@ def stage_train_config(stage: StageConfig, seed: int, eval_batch_size: int) -> l
                             eval_batch_size=eval_batch_size, **schedule)
 
 
-def platt_calibrate(logits: np.ndarray, labels: np.ndarray, steps: int = 50) -> tuple[float, float]:
-    """(a, b) minimising the BCE of sigmoid(a * logit + b) against the labels (Platt scaling, L-BFGS)."""
-    x = torch.as_tensor(np.asarray(logits, dtype=np.float64))
-    y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
-    scale = float(x.std()) or 1.0  # start near unit-variance logits: BinMF's eval logits span -32..32
-    ab = torch.tensor([1.0 / scale, 0.0], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([ab], max_iter=steps, line_search_fn="strong_wolfe")
+def platt_calibrate(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(a, b) minimising the BCE of sigmoid(a * logit + b) against the labels (Platt scaling: an unpenalised
+    logistic regression on the one feature)."""
+    from sklearn.linear_model import LogisticRegression
 
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(ab[0]), float(ab[1])
+    fit = LogisticRegression(C=np.inf).fit(np.asarray(logits, dtype=np.float64)[:, None], np.asarray(labels) > 0.5)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
 def distillation_targets(labels: np.ndarray, teacher_logits: np.ndarray, weight: float) -> np.ndarray:

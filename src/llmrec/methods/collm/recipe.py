@@ -35,6 +35,9 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
     cf = classic.train_model(cfg, split, run, build_collab(cfg, split), "collab",
                                    tracker=scoped(tracker, "collab"))
     out: dict = {"collab": {"model": cfg.collm.collab_model, "test": cf.test, "best_epoch": cf.best_epoch}}
+    # distillation targets are computed before a stage trains: the teacher is the pre-trained model even when
+    # stage 2 tunes it (`collm.tune_collab`)
+    teacher = classic.ModelScorer(cf.model)
     model, tokenizer = load_backbone(cfg.llm.backbone, dtype=cfg.llm.dtype)
     torch.manual_seed(cfg.seed)
     model = add_lora(model, cfg)
@@ -43,16 +46,14 @@ def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker |
         out["stage1"] = stage1_from_run(model, cfg)
     else:
         out["stage1"] = stage_summary(train_stage("stage1", run, model, scorer, text_prompts(split, tokenizer, cfg),
-                                                  split, cfg.stage1, cfg.seed, tracker,
-                                                  classic.ModelScorer(cf.model)))
+                                                  split, cfg.stage1, cfg.seed, tracker, teacher))
     save_adapter(model, run)
     collm = CoLLM(model, cf.model, model.config.hidden_size).to(next(model.parameters()).device)
     collm.set_trainable(cfg.collm.tune_collab)
     scorer = scorer_for(model, tokenizer, cfg, slots=collm)
     prompts = embed_prompts(split, tokenizer, cfg)
-    # targets are computed before the stage trains: the teacher is the pre-trained model even with tune_collab
     out["stage2"] = stage_summary(train_stage("stage2", run, collm, scorer, prompts, split, cfg.stage2, cfg.seed,
-                                              tracker, classic.ModelScorer(cf.model)))
+                                              tracker, teacher))
     run.save_tensors("mapping.safetensors", collm.mapping.state_dict())
     if cfg.collm.tune_collab:  # collab.safetensors keeps the pre-trained weights
         run.save_tensors(TUNED_COLLAB, collm.collab.state_dict())
