@@ -185,3 +185,53 @@ def test_new_token_lr_needs_new_token_rows_and_the_sequence_prompt_needs_its_tas
         with pytest.raises(LlmrecError, match=message):
             LCRecConfig(**kwargs).validate()
     LCRecConfig(eval_prompt="sequence", tasks={"seqrec_all_positions": 1.0}, template="compact").validate()
+
+
+def test_untied_new_rows_start_at_logit_zero_and_train_at_their_own_rate(tmp_path):
+    """new_token_head=untied on a tied backbone: the head becomes a copy (old tokens' logits unchanged, a later
+    tie_weights() does not tie it back), the new tokens start at logit 0, and training moves their input and
+    output rows apart, the output rows at new_token_head_lr (about 100x smaller steps here)."""
+    import torch
+    from llmrec.llm.backbones import tiny_backbone
+    from llmrec.llm.train import TrainConfig, fit
+    from llmrec.methods.lcrec.recipe import new_token_groups
+    from llmrec.methods.lcrec.tasks import SFTTask, build_samples
+    from llmrec.methods.lcrec.vocab import add_index_tokens, untie_new_rows
+    from lcrec_fixtures import synthetic_index
+
+    model, tok = tiny_backbone(tie_word_embeddings=True)
+    tok.pad_token = tok.eos_token
+    index = synthetic_index()
+    x = torch.tensor([[1, 5, 7, 9]])
+    with torch.no_grad():
+        old = model(input_ids=x).logits[0, -1].clone()
+    ids = sorted(add_index_tokens(model, tok, index, init="matched").values())
+    untie_new_rows(model, ids)
+    model.tie_weights()
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+    with torch.no_grad():
+        logits = model(input_ids=x).logits[0, -1]
+    torch.testing.assert_close(logits[: len(old)], old)
+    assert (logits[ids] == 0).all()
+    cfg = LCRecConfig(new_token_lr=1e-2, new_token_head="untied", new_token_head_lr=1e-4)
+    pm = apply_finetuning(model, cfg, ids)
+    groups = new_token_groups(pm, cfg)
+    assert [g["lr"] for g in groups] == [1e-2, 1e-4] and all(len(g["params"]) == 1 for g in groups)
+    emb0, head0 = _effective_rows(pm, ids)
+    samples = build_samples(synthetic_split(), index, {"seqrec_all_positions": 1.0}, max_history=4,
+                            log=lambda m: None)[0][:16]
+    fit(SFTTask(pm, tok, samples, lr_groups=groups), 16, None, None,
+        TrainConfig(lr=1e-3, batch_size=8, epochs=1, warmup_steps=0), tmp_path)
+    emb1, head1 = _effective_rows(pm, ids)
+    moved_in, moved_out = (emb1 - emb0).abs().amax(1), (head1 - head0).abs().amax(1)
+    assert moved_in.max() > 1e-3 and 0 < moved_out.max() < 5e-4  # two steps of ~lr per coordinate each
+    assert (head0 == 0).all() and not torch.allclose(emb1, head1)
+
+
+def test_new_token_head_lr_needs_untied_rows():
+    for kwargs in ({"new_token_head_lr": 1e-4}, {"new_token_head": "untied", "new_token_head_lr": 1e-4},
+                   {"new_token_head": "untied", "new_token_lr": 1e-2, "new_token_head_lr": 0.0}):
+        with pytest.raises(LlmrecError, match="new_token_head_lr"):
+            LCRecConfig(**kwargs).validate()
+    with pytest.raises(LlmrecError, match="new_token_head"):
+        LCRecConfig(new_token_head="shared").validate()

@@ -106,6 +106,10 @@ class CLLM4RecConfig:
     """Multinomial likelihood over: "all" (all the user's train items, the official code's target) or "heldout"
     (only the items held out of the prompt, as the paper's text describes; on ml-100k it learned slower: valid
     Recall@20 0.127 vs 0.189 after 40 steps)."""
+    teacher_weight: float = 0.0
+    """Ours (official: 0): the share of a Mult-VAE teacher in the fine-tuning target. A user's target becomes
+    (1 - w) x their target items + w x as many x Mult-VAE's distribution over the catalogue after their train
+    items (`teacher.py`; Mult-VAE trained first in the run from the `multvae` section). In [0, 1]."""
     max_prompt_items: int | None = 20
     """At most this many items in the fine-tuning / inference prompt (a random subset when longer; the final
     instruction is never cut)."""
@@ -136,6 +140,8 @@ class CLLM4RecConfig:
                 bad(name, f"expected one of {', '.join(allowed)}")
         if not 0 < self.heldout_ratio < 1:
             bad("heldout_ratio", "must be in (0, 1)")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            bad("teacher_weight", "must be in [0, 1]")
         if self.lambda_reg < 0:
             bad("lambda_reg", "must be >= 0")
         for name in ("content_epochs", "alternate_epochs"):

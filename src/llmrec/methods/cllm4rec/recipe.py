@@ -42,6 +42,7 @@ from llmrec.methods.cllm4rec.config import CLLM4RecConfig
 from llmrec.methods.cllm4rec.documents import collaborative_documents, content_documents
 from llmrec.methods.cllm4rec.model import CLLM4RecModel, inject_lora
 from llmrec.methods.cllm4rec.tasks import PretrainTask, RankTask, RecommendTask, document_batches
+from llmrec.methods.cllm4rec.teacher import teacher_probs
 from llmrec.methods.cllm4rec.tokens import IdVocab
 from llmrec.tracking import Tracker, scoped
 
@@ -131,10 +132,14 @@ def train_cllm4rec(experiment, split: HoldoutSplit, run, tracker: Tracker | None
     held_valid = split.user_items("valid")
     # every user once per draw; a fractional budget takes part of the last round (fit's epochs over the table)
     draws = math.ceil(config.finetune_epochs)
+    teacher, teacher_report = None, None
+    if config.teacher_weight > 0:
+        teacher, teacher_report = teacher_probs(experiment, split, run, tracker=scoped(tracker, "teacher"))
     rec_task = RecommendTask(model, vocab, users, train_items, config.heldout_ratio, config.finetune_target,
                              config.max_prompt_items, config.lambda_reg if config.finetune_reg else 0.0, pad_id,
                              seed=seed, draws=draws, reg_reduction=config.reg_reduction,
-                             lora_lr=config.finetune_lora_lr if config.lora else None)
+                             lora_lr=config.finetune_lora_lr if config.lora else None,
+                             teacher_probs=teacher, teacher_weight=config.teacher_weight)
     k = min(TOP_K, model.n_items)
     valid_task = RankTask(model, vocab, valid_users, train_items, k, config.max_prompt_items, pad_id, seed)
 
@@ -159,6 +164,8 @@ def train_cllm4rec(experiment, split: HoldoutSplit, run, tracker: Tracker | None
     metrics = {"valid": result.best_metrics, "valid_users": int(len(valid_users)), "test": test, "stages": stages,
                "curve": learning_curve(stages, result.history), "threads": torch.get_num_threads(),
                "seconds": round(time.perf_counter() - started, 1)}
+    if teacher_report is not None:
+        metrics["teacher"] = teacher_report
     run.save_tensors(MODEL_FILE, {n: p for n, p in model.named_parameters()
                                   if not n.startswith("backbone.") or "lora_" in n})  # on the main process only
     acc.wait_for_everyone()

@@ -116,11 +116,15 @@ def lm_loss(model: CLLM4RecModel, ids, mask, labels, side: str, lambda_reg: floa
 
 
 class RecommendTask:
-    """Multinomial recommendation fine-tuning of the collaborative side; one row = one (user, draw)."""
+    """Multinomial recommendation fine-tuning of the collaborative side; one row = one (user, draw).
+
+    teacher_probs [n_users, n_items], teacher_weight w (`CLLM4RecConfig.teacher_weight`, ours): a user's target
+    becomes (1 - w) x their target items + w x (as many) x the teacher's distribution (`teacher.py`)."""
 
     def __init__(self, model: CLLM4RecModel, vocab: IdVocab, users: np.ndarray, train_items: list[np.ndarray],
                  heldout_ratio: float, target: str, max_prompt_items: int | None, lambda_reg: float, pad_id: int,
-                 seed: int = 0, draws: int = 1, reg_reduction: str = "sum", lora_lr: float | None = None):
+                 seed: int = 0, draws: int = 1, reg_reduction: str = "sum", lora_lr: float | None = None,
+                 teacher_probs: torch.Tensor | None = None, teacher_weight: float = 0.0):
         if draws < 1:
             raise LlmrecError(f"RecommendTask: draws must be >= 1, got {draws}")
         if target not in FINETUNE_TARGETS:
@@ -130,6 +134,8 @@ class RecommendTask:
         self.heldout_ratio, self.target, self.max_prompt_items = heldout_ratio, target, max_prompt_items
         self.lambda_reg, self.pad_id, self.seed, self.draws = lambda_reg, pad_id, seed, draws
         self.lora_lr = lora_lr
+        self.teacher_probs = teacher_probs if teacher_weight > 0 else None
+        self.teacher_weight = teacher_weight
 
     @property
     def n_rows(self) -> int:
@@ -148,10 +154,11 @@ class RecommendTask:
         return self.model
 
     def collate(self, rows: list[int]) -> dict:
-        seqs, targets = [], []
+        seqs, targets, users = [], [], []
         for r in rows:
             draw, slot = divmod(int(r), len(self.users))
             user = int(self.users[slot])
+            users.append(user)
             items = self.train_items[user]
             perm = items[np.random.default_rng([self.seed, 6, user, draw]).permutation(len(items))]
             n_out = max(1, int(self.heldout_ratio * len(items)))  # floor, as the official code
@@ -162,7 +169,10 @@ class RecommendTask:
             targets.append(held if self.target == "heldout" else items)
         ids, mask = pad_right(seqs, self.pad_id)
         tgt, tmask = pad_right([list(t) for t in targets], 0)
-        return {"ids": ids, "mask": mask, "targets": tgt, "target_mask": tmask, "n_tokens": int(mask.sum())}
+        batch = {"ids": ids, "mask": mask, "targets": tgt, "target_mask": tmask, "n_tokens": int(mask.sum())}
+        if self.teacher_probs is not None:
+            batch["teacher"] = self.teacher_probs[torch.as_tensor(users)]
+        return batch
 
     def loss(self, batch: dict) -> torch.Tensor:
         m = self.model
@@ -170,7 +180,12 @@ class RecommendTask:
         logp = F.log_softmax(m.item_logits(h, "collab").float(), dim=-1)
         # padding targets point at id 0 (log-prob -inf): selected away, never multiplied (0 x -inf is NaN)
         picked = torch.where(batch["target_mask"].bool(), logp.gather(1, batch["targets"]), 0.0)
-        loss = -picked.sum(1).mean()
+        nll = -picked.sum(1)
+        if self.teacher_probs is not None:
+            q = batch["teacher"]
+            soft = -(q * logp.masked_fill(q <= 0, 0.0)).sum(1) * batch["target_mask"].sum(1)
+            nll = (1 - self.teacher_weight) * nll + self.teacher_weight * soft
+        loss = nll.mean()
         if self.lambda_reg:
             item_tokens = torch.where(batch["target_mask"].bool(), batch["targets"] + self.vocab.item_base, 0)
             both = torch.cat([batch["ids"], item_tokens], 1)

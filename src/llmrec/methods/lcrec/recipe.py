@@ -20,7 +20,8 @@ those metrics are reported too, from the same prompt forward, under `paper_` key
 
 Departures from the paper, each a field whose docstring says so, with the paper's value one override away:
 `exclude_seen` (paper: false), `new_token_lr` (paper: None, one learning rate), the task `seqrec_all_positions`
-(paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec), `item_loss` (paper: vocab).
+(paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec), `item_loss` (paper: vocab),
+`teacher_weight` (paper: 0; a SASRec teacher's targets, `teacher.py`, written into the run as teacher.*).
 `configs/lcrec-ml100k.yaml` uses them for a CPU budget. `LCRecConfig()` keeps the paper's tasks, template and
 prompt at a small budget, with two departures on by default: `exclude_seen` and the MiniLM text encoder (`text_encoder`; the paper embeds with LLaMA).
 
@@ -62,8 +63,9 @@ from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
 from llmrec.methods.lcrec.embeddings import item_embeddings
 from llmrec.methods.lcrec.rqvae import build_index, random_index, unique_codes
 from llmrec.methods.lcrec.tasks import SeqRecEvalTask, SFTTask, UserText, build_samples, prompt_ids
+from llmrec.methods.lcrec.teacher import NextItemTeacher, train_teacher
 from llmrec.methods.lcrec.trie import IndexTrie
-from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
+from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids, untie_new_rows
 from llmrec.methods.sequence import lcrec_eval_rows
 from llmrec.tracking import Tracker, scoped
 
@@ -245,13 +247,18 @@ def evaluate_users(task: SeqRecEvalTask, batch_size: int, valid: bool = False) -
 
 
 def new_token_groups(model, cfg: LCRecConfig) -> list[dict]:
-    """The loop's parameter groups: the added tokens' rows (peft's trainable-token deltas) at new_token_lr."""
+    """The loop's parameter groups: the added tokens' rows (peft's trainable-token deltas) at new_token_lr, their
+    untied output rows at new_token_head_lr when set."""
     if cfg.new_token_lr is None:
         return []
     rows = [p for n, p in model.named_parameters() if p.requires_grad and "trainable_tokens_delta" in n]
     if not rows:
         raise LlmrecError("LCRecConfig.new_token_lr: the model has no trainable new-token rows")
-    return [{"params": rows, "lr": cfg.new_token_lr}]
+    if cfg.new_token_head_lr is None:
+        return [{"params": rows, "lr": cfg.new_token_lr}]
+    head = {id(p) for p in model.get_output_embeddings().parameters()}
+    return [{"params": [p for p in rows if id(p) not in head], "lr": cfg.new_token_lr},
+            {"params": [p for p in rows if id(p) in head], "lr": cfg.new_token_head_lr}]
 
 
 def learning_curve(history: list[dict], samples, train_cfg, n_processes: int = 1) -> list[dict]:
@@ -295,6 +302,8 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
                                      tracker=scoped(tracker, "rqvae"))
     torch.manual_seed(seed)  # the new rows must be the same on resume (init="mean" draws from torch's RNG)
     token_ids = add_index_tokens(model, tok, index, init=cfg.new_token_init, seed=seed)
+    if cfg.new_token_head == "untied":
+        untie_new_rows(model, list(token_ids.values()))
     trie = IndexTrie(index_token_ids(index, token_ids), eos_token_id=tok.eos_token_id)
     run.save_tensors(NEW_ROWS_FILE, new_rows(model, sorted(token_ids.values())))
     run.write_dir("tokenizer", tok.save_pretrained)
@@ -321,8 +330,12 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
                             batch_size=cfg.batch_size, grad_accum_steps=cfg.grad_accum_steps,
                             max_steps=cfg.max_steps, epochs=cfg.epochs, eval_every=cfg.eval_every,
                             patience=cfg.patience, eval_batch_size=cfg.eval_batch_size, seed=seed)
+    teacher, teacher_report = None, None
+    if cfg.teacher_weight > 0:
+        teacher_model, teacher_report = train_teacher(experiment, split, run, tracker=scoped(tracker, "teacher"))
+        teacher = NextItemTeacher(teacher_model, trie, cfg.teacher_temperature)
     sft = SFTTask(model, tok, samples, cfg.max_length, lr_groups=new_token_groups(model, cfg),
-                  trie=trie if cfg.item_loss == "trie" else None)
+                  trie=trie if cfg.item_loss == "trie" else None, teacher=teacher, teacher_weight=cfg.teacher_weight)
     result = fit(sft, n_train_rows=len(samples), eval_rows=valid_task.n_rows,
                  evaluate=lambda ranks: eval_metrics(valid_task, ranks, valid=True), config=train_cfg,
                  out_dir=run.file(TRAIN_DIR), selection_metric="ndcg@10", eval_task=valid_task,
@@ -348,6 +361,8 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
                                                     "codebook_usage", "recon_mse") if k in index_report},
         "new_tokens": len(token_ids),
     }
+    if teacher_report is not None:
+        metrics["teacher"] = teacher_report
     return metrics
 
 

@@ -27,7 +27,7 @@ from llmrec.methods.lcrec.config import LCRecConfig
 from llmrec.methods.lcrec.recipe import (apply_finetuning, eval_user_rows, evaluate_users, generation_prompt,
                                          seqrec_eval_task)
 from llmrec.methods.lcrec.trie import IndexTrie
-from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids
+from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids, untie_new_rows
 from llmrec.methods.sequence import SequenceUsers
 from llmrec.serving import Serving
 
@@ -63,6 +63,8 @@ class LCRecRecommender(Serving):
         model, tok = load_backbone(backbone, dtype=experiment.llm.dtype, device=cfg.device)
         index = ItemIndex.load(needed[0], n_items=split.n_items)
         token_ids = add_index_tokens(model, tok, index)
+        if cfg.new_token_head == "untied":
+            untie_new_rows(model, list(token_ids.values()))
         rows = load_file(str(needed[1]))
         ids = sorted(token_ids.values())
         if rows["token_ids"].tolist() != ids:

@@ -42,6 +42,7 @@ from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.config import PROMPT_KINDS, SEQUENCE_TASK, TASKS
 from llmrec.methods.lcrec.embeddings import clean_text
 from llmrec.methods.lcrec.generate import constrained_beam_search
+from llmrec.methods.lcrec.teacher import NextItemTeacher
 from llmrec.methods.lcrec.templates import SEQUENCE_INSTRUCTION, TEMPLATES, WRAPPERS
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex
@@ -67,6 +68,9 @@ class Sample:
     """All-positions samples: the response's items, spelled, in order (the loss skips the first)."""
     targets: int = 0
     """Next-item index targets the sample trains (seqrec: 1, all-positions: items - 1, alignment tasks: 0)."""
+    items: list[int] | None = None
+    """Samples with targets: the user's items up to and including them (its last `targets` items), what a
+    teacher reads (`teacher.NextItemTeacher`)."""
 
 
 @dataclass
@@ -199,6 +203,7 @@ def _draw(task: str, candidates: list[dict], ratio: float, rng: np.random.Genera
             s = _fill(template, values, wrapper)
             s.task = task
             s.targets = int(task in NEXT_ITEM_TASKS and template[1] == "{item}")
+            s.items = values.get("_items") if s.targets else None
             out.append(s)
     return out
 
@@ -209,6 +214,15 @@ def sequence_windows(seq, max_history: int) -> list[list[int]]:
     seq = [int(i) for i in seq]
     size = max_history + 1 if max_history > 0 else max(len(seq), 2)
     return [seq[s:s + size] for s in range(0, max(len(seq) - 1, 0), size - 1)]
+
+
+def windows_with_context(seq, max_history: int) -> list[tuple[list[int], list[int]]]:
+    """`sequence_windows` of a sequence, each with the sequence up to and including its last item."""
+    seq, out, start = [int(i) for i in seq], [], 0
+    for w in sequence_windows(seq, max_history):
+        out.append((w, seq[:start + len(w)]))
+        start += len(w) - 1
+    return out
 
 
 def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, float], *, max_history: int = 20,
@@ -232,16 +246,16 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
         if ratio <= 0:
             continue
         if task == SEQUENCE_TASK:
-            windows = [w for seq in split.users["train"] for w in sequence_windows(seq, max_history)]
+            windows = [wc for seq in split.users["train"] for wc in windows_with_context(seq, max_history)]
             prompt = wrap(SEQUENCE_INSTRUCTION, wrapper=wrapper)
-            got = [Sample(task, prompt, "".join(spelled[i] for i in windows[c]),
-                          sequence=[spelled[i] for i in windows[c]], targets=len(windows[c]) - 1)
-                   for pick in _picks(len(windows), ratio, rng) for c in pick.tolist()]
+            got = [Sample(task, prompt, "".join(spelled[i] for i in w), sequence=[spelled[i] for i in w],
+                          targets=len(w) - 1, items=upto)
+                   for pick in _picks(len(windows), ratio, rng) for w, upto in (windows[c] for c in pick.tolist())]
             summary[task] = len(got)
             samples.extend(got)
             continue
         if task in ("seqrec", "fusionseqrec"):
-            cands = [{**history_values(h, spelled, text, max_history), "item": spelled[t],
+            cands = [{**history_values(h, spelled, text, max_history), "item": spelled[t], "_items": h + [t],
                       "title": text.title.get(t, ""), "description": text.description.get(t, "")} for h, t in pairs]
         elif task in ("item2index", "index2item"):
             cands = [{"item": spelled[i], "title": text.title.get(i, ""),
@@ -265,7 +279,8 @@ def build_samples(split: SequenceSplit, index: ItemIndex, ratios: dict[str, floa
             for u, it in sorted(user_text.intentions.items()):
                 prefs = user_text.preferences.get(u, [])
                 cands.append({**history_values(it["history"], spelled, text, max_history),
-                              "item": spelled[it["target"]], "user_related_intention": it["user"],
+                              "item": spelled[it["target"]], "_items": list(it["history"]) + [it["target"]],
+                              "user_related_intention": it["user"],
                               "item_related_intention": it["item"],
                               "query": [it["user"], it["item"]][int(rng.integers(2))],
                               "explicit_preference": prefs[int(rng.integers(len(prefs)))] if prefs else ""})
@@ -303,10 +318,14 @@ class SFTTask:
     lr_groups: `param_groups()` for the loop, e.g. the new token rows at their own learning rate.
     trie: with it (`LCRecConfig.item_loss="trie"`, ours), a response token that continues an item index is
     scored by the softmax over the children its prefix has in the trie, not over the whole vocabulary: the
-    loss is then the item likelihood the constrained beam search ranks by; other tokens keep the full softmax."""
+    loss is then the item likelihood the constrained beam search ranks by; other tokens keep the full softmax.
+    teacher, teacher_weight w (`LCRecConfig.teacher_weight`, ours): the index tokens of a sample's next-item
+    targets are trained on (1 - w) * their token + w * the teacher's distribution over the children of their
+    prefix (`teacher.NextItemTeacher`); alignment-task tokens keep their token."""
 
     def __init__(self, model, tokenizer, samples: list[Sample], max_length: int = 512,
-                 lr_groups: list[dict] | None = None, trie: IndexTrie | None = None):
+                 lr_groups: list[dict] | None = None, trie: IndexTrie | None = None,
+                 teacher: NextItemTeacher | None = None, teacher_weight: float = 0.0):
         self.model = model
         self.tokenizer = tokenizer
         self.samples = samples
@@ -314,6 +333,9 @@ class SFTTask:
         self.pad_token_id = tokenizer.pad_token_id
         self.lr_groups = lr_groups or []
         self.trie = trie
+        self.teacher = teacher if teacher_weight > 0 else None
+        self.teacher_weight = teacher_weight
+        self._levels = trie if trie is not None else (self.teacher.trie if self.teacher is not None else None)
         self._encoded: dict[int, tuple[list[int], int]] = {}
         self._nodes: dict[int, tuple[list[int], list[int], list[int]]] = {}
 
@@ -329,8 +351,21 @@ class SFTTask:
         """`IndexTrie.token_nodes` of the row's tokens from its first loss position on."""
         if row not in self._nodes:
             seq, n_prompt = self.encoded(row)
-            self._nodes[row] = tuple(x[n_prompt:] for x in self.trie.token_nodes(seq))
+            self._nodes[row] = tuple(x[n_prompt:] for x in self._levels.token_nodes(seq))
         return self._nodes[row]
+
+    def teacher_rows(self, row: int) -> tuple[list[int], list[torch.Tensor]]:
+        """(loss positions of the row's next-item index tokens, per level the teacher's targets [n, K_level] in
+        the order of those positions); ([], []) when the row has no next-item target."""
+        sample = self.samples[row]
+        if not sample.targets or not sample.items:
+            return [], []
+        levels = self.label_nodes(row)[0]
+        at = [p for p, lv in enumerate(levels) if lv >= 0][: sample.targets * self._levels.levels]
+        if [levels[p] for p in at] != list(range(self._levels.levels)) * sample.targets:
+            raise LlmrecError(f"LC-Rec: a {sample.task} sample's response does not spell its {sample.targets} "
+                              "target item(s) index token by index token")
+        return at, self.teacher.targets(sample.items, sample.targets)
 
     def trainable_module(self):
         return self.model
@@ -349,13 +384,24 @@ class SFTTask:
         keep = max(len(seq) - n for seq, n in seqs)  # loss tokens sit in the last `keep` columns
         batch = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
                  "labels": labels[:, width - keep:], "n_tokens": int(mask.sum())}
-        if self.trie is not None:  # per loss position: trie level (-1: full softmax), node, child position
+        if self._levels is not None:  # per loss position: trie level (-1: not an index token), node, child
             trie_rows = torch.zeros((3, len(seqs), keep), dtype=torch.long)
             trie_rows[0] = -1
             for b, r in enumerate(rows):
                 got = torch.as_tensor(self.label_nodes(r), dtype=torch.long)
                 trie_rows[:, b, keep - got.shape[1]:] = got
             batch["label_level"], batch["label_node"], batch["label_child"] = trie_rows
+        if self.teacher is not None:  # flat loss positions with a teacher target, and the targets per level
+            where, soft = [], [[] for _ in range(self._levels.levels)]
+            for b, (r, (seq, n_prompt)) in enumerate(zip(rows, seqs)):
+                at, q = self.teacher_rows(r)
+                offset = b * keep + keep - (len(seq) - n_prompt)
+                where.extend(offset + p for p in at)
+                for lv, q_lv in enumerate(q):
+                    soft[lv].append(q_lv)
+            batch["teacher_at"] = torch.as_tensor(where, dtype=torch.long)
+            batch["teacher_q"] = [torch.cat(q) if q else torch.zeros(0, len(self._levels.level_tokens[lv]))
+                                  for lv, q in enumerate(soft)]
         return batch
 
     def loss(self, batch: dict) -> torch.Tensor:
@@ -364,18 +410,36 @@ class SFTTask:
                          position_ids=batch["position_ids"], logits_to_keep=keep + 1)
         logits = out.logits[:, :-1].float()  # position j predicts token j + 1
         logits, labels = logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1)
-        if self.trie is None:
+        if self._levels is None:
             return F.cross_entropy(logits, labels, ignore_index=-100)
         level = batch["label_level"].reshape(-1)
         node, child = batch["label_node"].reshape(-1), batch["label_child"].reshape(-1)
         scored = labels != -100
-        full = scored & (level < 0)
+        # index tokens are scored by level (over the trie children, or the whole vocabulary's softmax read at the
+        # level's tokens), so a teacher's distribution over the children applies in either case
+        by_level = scored & (level >= 0)
+        full = scored & ~by_level
         total = F.cross_entropy(logits[full], labels[full], reduction="sum") if full.any() else logits.new_zeros(())
-        for lv in range(self.trie.levels):
-            at = scored & (level == lv)
-            if at.any():
+        taught = torch.zeros_like(scored)  # the k-th taught position of a level (flat order) has teacher_q[level][k]
+        if self.teacher is not None:
+            taught[batch["teacher_at"]] = True
+        w = self.teacher_weight
+        for lv in range(self._levels.levels):
+            at = by_level & (level == lv)
+            if not at.any():
+                continue
+            if self.trie is not None:
                 logp = self.trie.child_log_probs(logits[at], lv, node[at])
-                total = total - logp.gather(1, child[at, None]).sum()
+            else:
+                logp = F.log_softmax(logits[at], dim=-1)[:, self._levels.level_tokens[lv].to(logits.device)]
+            hard = -logp.gather(1, child[at, None]).squeeze(1)
+            soft_rows = taught[at]
+            if soft_rows.any():
+                q = batch["teacher_q"][lv].to(logp.dtype)
+                soft = -(q * logp[soft_rows].masked_fill(q <= 0, 0.0)).sum(1)  # no 0 * -inf off the children
+                hard = hard.clone()
+                hard[soft_rows] = (1 - w) * hard[soft_rows] + w * soft
+            total = total + hard.sum()
         return total / scored.sum().clamp(min=1)
 
     def predict(self, batch: dict) -> torch.Tensor:

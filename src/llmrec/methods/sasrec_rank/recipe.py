@@ -25,7 +25,7 @@ from llmrec.metrics import leave_one_out_metrics as ranking_metrics
 from llmrec.data.samples import pad_histories
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
-from llmrec.methods.sequence import SequenceUsers
+from llmrec.methods.sequence import SequenceUsers, lcrec_eval_rows
 from llmrec.serving import Serving
 from llmrec.tracking import Tracker, scoped
 
@@ -45,9 +45,7 @@ def ranking_config(cfg) -> tuple[RankingConfig, dict]:
 
 def lcrec_test_rows(cfg, split: SequenceSplit) -> np.ndarray:
     """Rows of `split.users` in LC-Rec's test subset under this config (see the module docstring)."""
-    from llmrec.methods.lcrec.recipe import eval_user_rows
-
-    return eval_user_rows(cfg.lcrec, cfg.seed, len(split.users), "test")
+    return lcrec_eval_rows(len(split.users), cfg.lcrec.test_users, cfg.lcrec.valid_users, cfg.seed, "test")
 
 
 def subset_metrics(model, split: SequenceSplit, rows: np.ndarray, part: str, rc: RankingConfig,
