@@ -21,6 +21,7 @@ those metrics are reported too, from the same prompt forward, under `paper_` key
 Departures from the paper, each a field whose docstring says so, with the paper's value one override away:
 `exclude_seen` (paper: false), `new_token_lr` (paper: None, one learning rate), the task `seqrec_all_positions`
 (paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec), `item_loss` (paper: vocab),
+`new_token_head` (paper: the backbone's tying; `untied` gives the new tokens output rows of their own, from 0),
 `teacher_weight` (paper: 0; a SASRec teacher's targets, `teacher.py`, written into the run as teacher.*).
 `configs/lcrec-ml100k.yaml` uses them for a CPU budget. `LCRecConfig()` keeps the paper's tasks, template and
 prompt at a small budget, with two departures on by default: `exclude_seen` and the MiniLM text encoder (`text_encoder`; the paper embeds with LLaMA).
