@@ -93,18 +93,24 @@ def _exclude(scores: torch.Tensor, histories, exclude_history: bool) -> torch.Te
 
 
 @torch.no_grad()
+def next_item_scores(model: SASRec, histories, exclude_history: bool = True) -> torch.Tensor:
+    """[len(histories), n_items] float32 on the CPU: every item's score after each history (its last max_len
+    items, the last one in the last slot), the padding id and, with exclude_history, the history's items at -inf.
+    The model's train/eval mode is the caller's."""
+    seq = pad_histories(histories, model.config.max_len).to(model.item_emb.weight.device)
+    scores = model.encode(seq, last_only=True)[:, -1] @ model.item_emb.weight.T
+    return _exclude(scores.float().cpu(), histories, exclude_history)
+
+
+@torch.no_grad()
 def rank_targets(model: SASRec, histories: list[np.ndarray], targets: np.ndarray, exclude_history: bool = True,
                  batch_size: int = 256) -> np.ndarray:
     """1-based rank of each target among all items, scored by the model after reading each history."""
     was = model.training
     model.eval()
-    device = model.item_emb.weight.device
     ranks = []
     for start in range(0, len(targets), batch_size):
-        hist = histories[start:start + batch_size]
-        seq = pad_histories(hist, model.config.max_len).to(device)
-        scores = model.encode(seq, last_only=True)[:, -1] @ model.item_emb.weight.T
-        scores = _exclude(scores.float().cpu(), hist, exclude_history)
+        scores = next_item_scores(model, histories[start:start + batch_size], exclude_history)
         ranks.append(rank_of_target(scores.numpy(), targets[start:start + batch_size]))
     model.train(was)
     return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)

@@ -13,6 +13,7 @@ experiment's `multvae` section and seed; its probabilities for every user are ke
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 TEACHER_FILE = "teacher_probs.safetensors"
@@ -28,9 +29,8 @@ def teacher_probs(experiment, split, run, tracker=None) -> tuple[torch.Tensor, d
         return saved["probs"], run.load_json("teacher.json")
     result = train_multvae(split, experiment.multvae, checkpoint=run.file("teacher_checkpoint.safetensors"),
                            tracker=tracker, seed=experiment.seed)
-    users = torch.arange(split.n_users).numpy()
     with torch.no_grad():
-        probs = torch.softmax(result.model.scores(dense_rows(split.matrix("train"), users)), dim=-1)
+        probs = torch.softmax(result.model.scores(dense_rows(split.matrix("train"), np.arange(split.n_users))), dim=-1)
     report = {"best_epoch": result.best_epoch, "valid": result.best_valid,
               "test": {k: v for k, v in result.test.items() if not k.endswith(("_lo", "_hi"))},
               "train_seconds": round(result.seconds, 1)}

@@ -19,10 +19,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmrec.data.samples import pad_histories
+from llmrec.collab.ranking import next_item_scores
 from llmrec.methods.lcrec.trie import IndexTrie
 
-TEACHER_FILE, TEACHER_DESCRIPTION = "teacher.safetensors", "teacher.json"
+TEACHER = "teacher"
+"""The teacher's files in the run: teacher.safetensors (weights) and teacher.json (description and report)."""
 
 
 class NextItemTeacher:
@@ -44,13 +45,8 @@ class NextItemTeacher:
         get probability 0."""
         hist = np.asarray(history, dtype=np.int64)
         first = len(hist) - n_targets  # target j is hist[first + j], read after hist[:first + j]
-        seq = pad_histories([hist[:first + j] for j in range(n_targets)], self.model.config.max_len)
-        h = self.model.encode(seq.to(self.model.item_emb.weight.device), last_only=True)[:, -1]
-        scores = (h @ self.model.item_emb.weight.T).float().cpu() / self.temperature
-        scores[:, 0] = -torch.inf
-        for j in range(n_targets):
-            scores[j, torch.as_tensor(hist[:first + j])] = -torch.inf
-        return torch.softmax(scores, dim=-1)
+        scores = next_item_scores(self.model, [hist[:first + j] for j in range(n_targets)])
+        return torch.softmax(scores / self.temperature, dim=-1)
 
     def level_targets(self, probs: torch.Tensor, items: list[int]) -> list[torch.Tensor]:
         """Per trie level l, [n_targets, K_l]: the teacher's distribution over the children of item j's first l
@@ -76,16 +72,13 @@ class NextItemTeacher:
 def train_teacher(experiment, split, run, tracker=None):
     """The run's SASRec teacher: read back when the run has it, else trained as `sasrec-rank` would train it under
     this experiment (its `seqrank` section and seed) and written into the run. Returns (model, report)."""
-    from llmrec import collab
     from llmrec.collab.ranking import train_ranking
-    from llmrec.methods.sasrec_rank.recipe import lcrec_test_rows, ranking_config, subset_metrics
+    from llmrec.methods.sasrec_rank.recipe import (lcrec_test_rows, load_model, ranking_config, save_model,
+                                                   subset_metrics)
 
     rc, overrides = ranking_config(experiment)
-    if run.has(TEACHER_FILE) and run.has(TEACHER_DESCRIPTION):
-        saved = run.load_json(TEACHER_DESCRIPTION)
-        model = collab.from_description(saved["description"])
-        model.load_state_dict(run.load_tensors(TEACHER_FILE))
-        return model.eval(), saved["report"]
+    if run.has(f"{TEACHER}.safetensors") and run.has(f"{TEACHER}.json"):
+        return load_model(run, TEACHER), run.load_json(f"{TEACHER}.json")["report"]
     ckpt = run.file("teacher_checkpoint")
     ckpt.mkdir(parents=True, exist_ok=True)
     result = train_ranking(split, rc, overrides, checkpoint_dir=ckpt, tracker=tracker)
@@ -93,6 +86,5 @@ def train_teacher(experiment, split, run, tracker=None):
     report = {"valid_ndcg@10": result.best_valid_ndcg10, "best_epoch": result.best_epoch,
               "train_seconds": round(result.seconds, 1),
               "test_hr@10": test["hr@10"], "test_ndcg@10": test["ndcg@10"], "test_users": int(test["users"])}
-    run.save_tensors(TEACHER_FILE, result.state_dict)
-    run.save_json(TEACHER_DESCRIPTION, {"description": result.description, "report": report})
+    save_model(run, result, TEACHER, report=report)
     return result.model.eval(), report

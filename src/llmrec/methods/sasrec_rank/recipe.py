@@ -55,14 +55,29 @@ def subset_metrics(model, split: SequenceSplit, rows: np.ndarray, part: str, rc:
     return ranking_metrics(rank_targets(model, hist, targets, rc.exclude_history, rc.eval_batch_size), intervals)
 
 
+def save_model(run, result, name: str = "model", **extra) -> None:
+    """A trained SASRec (`RankingResult`) into the run: `<name>.safetensors` (its best weights) and `<name>.json`
+    (its description, plus `extra`)."""
+    run.save_tensors(f"{name}.safetensors", result.state_dict)
+    run.save_json(f"{name}.json", {"description": result.description, **extra})
+
+
+def load_model(run, name: str = "model"):
+    """The SASRec `save_model` wrote, in eval mode."""
+    from llmrec import collab
+
+    model = collab.from_description(run.load_json(f"{name}.json")["description"])
+    model.load_state_dict(run.load_tensors(f"{name}.safetensors"))
+    return model.eval()
+
+
 def train(cfg, split: SequenceSplit, run, tracker: Tracker | None = None) -> dict:
     """Train SASRec for ranking in the run (resumable); `tracker` (llmrec.tracking) follows it under seqrank/."""
     rc, model_overrides = ranking_config(cfg)
     ckpt = run.file("checkpoint")
     ckpt.mkdir(parents=True, exist_ok=True)
     result = train_ranking(split, rc, model_overrides, checkpoint_dir=ckpt, tracker=scoped(tracker, "seqrank"))
-    run.save_tensors("model.safetensors", result.state_dict)
-    run.save_json("model.json", {"description": result.description})
+    save_model(run, result)
     rows = lcrec_test_rows(cfg, split)
     test = subset_metrics(result.model, split, rows, "test", rc)
     test_all = subset_metrics(result.model, split, np.arange(len(split.users)), "test", rc)
@@ -81,13 +96,9 @@ class SeqRankRecommender(Serving):
     """Top-k of a trained sasrec-rank run: the hidden state after the user's known past scores every item."""
 
     def __init__(self, run, split: SequenceSplit):
-        from llmrec import collab
-
         self.run, self.split, self.cfg = run, split, run.config
         self.rc, _ = ranking_config(self.cfg)
-        self.model = collab.from_description(run.load_json("model.json")["description"])
-        self.model.load_state_dict(run.load_tensors("model.safetensors"))
-        self.model.eval()
+        self.model = load_model(run)
         self.users = SequenceUsers(split)
         self.ids, self.item_popularity, self.item_titles = self.users.ids, self.users.counts, self.users.titles
         self.method = "sasrec-rank"
