@@ -1,6 +1,12 @@
-"""BENCHMARKS.md: a hand-written introduction, then what this run measured, section by section."""
+"""BENCHMARKS.md: a hand-written introduction, then what this run measured, section by section.
+
+Sections measured outside `make bench` (the ML-1M test-set scoring, what the serving numbers say) are written by
+hand into BENCHMARKS.md under a heading followed by the `HAND_WRITTEN` marker line; a regenerated report carries
+them over from the file it replaces, after the targets table, so `make bench` never drops them.
+"""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bench import flops
@@ -47,8 +53,20 @@ Counted by `bench/flops.py` (2 FLOPs per multiply-add; norms, activations, RoPE 
 """
 
 
+HAND_WRITTEN = "<!-- written by hand: bench.report carries this section over when it regenerates the file -->"
+
+
+def hand_written_sections(path: Path) -> list[str]:
+    """The `## ` sections of an existing report whose heading is followed by the HAND_WRITTEN line, verbatim."""
+    if not path.is_file():
+        return []
+    parts = re.split(r"(?m)^(?=## )", path.read_text(encoding="utf-8"))
+    return [p.rstrip() + "\n" for p in parts if p.startswith("## ") and p.split("\n", 2)[1:2] == [HAND_WRITTEN]]
+
+
 def render(command: str, date: str, hw: dict[str, str], sections: list[Section], total_seconds: float,
-           smoke: bool, shape: flops.Shape | None, pending: list[str] | None = None) -> str:
+           smoke: bool, shape: flops.Shape | None, pending: list[str] | None = None,
+           hand_written: list[str] | None = None) -> str:
     out = [INTRO]
     if pending:
         out.append(f"**Run in progress**: still to come: {', '.join(pending)}.\n")
@@ -70,6 +88,7 @@ def render(command: str, date: str, hw: dict[str, str], sections: list[Section],
         out.append("")
         out.append("Sections that failed: " + ", ".join(f"{s.title} ({s.failed})" for s in failed) + ".")
     out.append("")
+    out += hand_written or []
     out.append("## How FLOPs are counted\n")
     out.append(FLOP_NOTES)
     if shape is not None:

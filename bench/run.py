@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     hw = hardware()
     started = time.perf_counter()
     sections: list[Section] = []
+    hand_written = report.hand_written_sections(args.out)  # read once: the first write replaces the file
 
     def write(sections: list[Section], done: bool) -> None:
         info = dict(hw)
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
         shape = flops.shape_of(ctx.backbone[0]) if "backbone" in ctx.__dict__ else None
         pending = [t for k, t, _ in SECTIONS if k in wanted][len(sections):]
         report.write(args.out, report.render(command, date, info, sections, time.perf_counter() - started,
-                                             args.smoke, shape, pending))
+                                             args.smoke, shape, pending, hand_written))
 
     for key, title, module in SECTIONS:
         if key not in wanted:

@@ -77,7 +77,11 @@ def test_memory_probe_reports_the_child_not_the_parent():
 
 
 def test_smoke_run_writes_every_section(tmp_path):
+    from bench.report import HAND_WRITTEN
+
     out = tmp_path / "BENCHMARKS.md"
+    hand = f"## Measured by hand\n{HAND_WRITTEN}\n\n| run | minutes |\n|---|---|\n| x | 12 |\n"
+    out.write_text(f"# old report\n\n## Stale section\n\nold numbers 0.123\n\n{hand}\n## Another stale one\n\n0.456\n")
     run = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -89,6 +93,9 @@ def test_smoke_run_writes_every_section(tmp_path):
                  "peak RSS"):
         assert must in text, must
     assert "Section failed" not in text
+    # the hand-written section is carried over once, after the targets; the old measured ones are gone
+    assert text.count(hand) == 1 and text.index("## Targets") < text.index(hand) < text.index("## How FLOPs")
+    assert "0.123" not in text and "0.456" not in text and "Stale" not in text
     # every target line carries a verdict, and the console summary repeats them
     targets = text.split("## Targets")[1].split("## How FLOPs")[0]
     assert targets.count("| PASS |") + targets.count("| MISS |") >= 4
