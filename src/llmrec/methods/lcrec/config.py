@@ -26,10 +26,9 @@ Template = typing.Literal["alpaca", "compact"]
 """Prompt wrappers (llmrec.methods.lcrec.templates.WRAPPERS)."""
 EvalPrompt = typing.Literal["seqrec", "sequence"]
 ItemLoss = typing.Literal["vocab", "trie"]
-INDEX_KINDS, FINETUNE, EMBEDDING_MODES, ENCODERS, NEW_ROW_INITS = (
-    typing.get_args(t) for t in (IndexKind, Finetune, EmbeddingMode, Encoder, NewRowInit))
+INDEX_KINDS, FINETUNE, EMBEDDING_MODES, ENCODERS, NEW_ROW_INITS, NEW_TOKEN_HEADS = (
+    typing.get_args(t) for t in (IndexKind, Finetune, EmbeddingMode, Encoder, NewRowInit, NewTokenHead))
 ITEM_LOSSES = typing.get_args(ItemLoss)
-NEW_TOKEN_HEADS = typing.get_args(NewTokenHead)
 """Index-token normalisations: the config's `item_loss`, the beam search's `normalize`."""
 SEQUENCE_TASK = "seqrec_all_positions"
 TASKS = tuple(TEMPLATES) + (SEQUENCE_TASK,)
