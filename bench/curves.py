@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> str:
         ys = [r[args.metric] for r in log]
         by_samples.plot(xs, ys, marker="o", label=label)
         by_minutes.plot(mins, ys, marker="o", label=label)
-        rows += [{"run": label, "step": r.get("step", r.get("epoch")), "samples": r["samples"], "minutes": round(m, 1),
+        rows += [{"run": label, "step": r.get("step", r.get("epoch")), "samples": r["samples"], "minutes": f"{m:.1f}",
                   args.metric: y} for r, m, y in zip(log, mins, ys)]
     for spec in args.line:
         label, _, value = spec.partition("=")

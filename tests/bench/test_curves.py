@@ -20,7 +20,7 @@ def test_curves_from_run_dirs_and_logs(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
     lines = table.splitlines()
     assert len(lines) == 2 + 3  # header, rule, the last stage's two points and the explicit log's one
-    assert "| mine | 20 | 320 | 2.0000 | 0.7000 |" in table
+    assert "| mine | 20 | 320 | 2.0 | 0.7000 |" in table
     with pytest.raises(SystemExit, match="no stage3_train"):
         curves.main([str(out), str(run), "--stage", "stage3"])
 
@@ -32,4 +32,4 @@ def test_curves_prefer_a_runs_metrics_curve(tmp_path):
              {"step": 5, "samples": 80, "train_seconds": 30.0, "recall@20": 0.3}]
     (run / "metrics.json").write_text(json.dumps({"test": {}, "curve": curve}))
     table = curves.main([str(tmp_path / "c.png"), str(run), "--metric", "recall@20"])
-    assert "| cllm4rec | 5 | 80 | 0.5000 | 0.3000 |" in table
+    assert "| cllm4rec | 5 | 80 | 0.5 | 0.3000 |" in table
