@@ -46,6 +46,8 @@ CASES = {
     "binllm-io-distilled": ("binllm", "film", ["binllm.prompt=ids_only", "binllm.code_format=dot_decimal",
                                                "stage2.teacher_weight=1.0"]),
     "collm": ("collm", "film", ["collm.collab_model=mf"]),
+    # CoLLM reading BinLLM's encoder: the +-1 codes are the mapped embeddings
+    "collm-binmf": ("collm", "film", ["collm.collab_model=binmf"]),
 }
 TWO_STEP = [*SHORT_STAGE1, *(f"stage2.{s}" for s in STAGE), "stage2.patience=8",
             # BinLLM: the encoder (d=32 codes) sees every train row each epoch; 60 epochs learn the two groups

@@ -203,7 +203,7 @@ for _method in (
            ("binllm", "encoder", "stage1", "stage2"),
            starts_from_tallrec=lambda cfg: cfg.binllm.tuning == "two_step"),
     Method("collm", "click", _M + "collm.recipe", "collaborative embeddings mapped into the token space",
-           ("collm", "collab", "stage1", "stage2"), starts_from_tallrec=lambda cfg: True),
+           ("collm", "collab", "encoder", "stage1", "stage2"), starts_from_tallrec=lambda cfg: True),
     # sequence family: leave-one-out, full ranking
     Method("popularity-rank", "sequence", _M + "popularity_rank.recipe", "train-sequence popularity", ("sequence", "lcrec")),
     Method("sasrec-rank", "sequence", _M + "sasrec_rank.recipe", "SASRec for next-item ranking",

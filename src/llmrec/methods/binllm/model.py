@@ -29,6 +29,9 @@ class SignSTE(torch.autograd.Function):
 
 
 class BinaryEncoder(nn.Module):
+    name = "binmf"
+    """As a collaborative model (CoLLM's `collm.collab_model=binmf`)."""
+
     def __init__(self, n_users: int, n_items: int, config: EncoderConfig | None = None):
         super().__init__()
         self.config = config or EncoderConfig()
@@ -41,6 +44,11 @@ class BinaryEncoder(nn.Module):
         self.item_proj = nn.Linear(d, d)
         self.beta = 0.0
         self.epochs_done = 0
+
+    @property
+    def dim(self) -> int:
+        """Code length: the size of `user_embedding` and `item_embedding`."""
+        return self.config.dim
 
     def _encode(self, emb: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
         soft = torch.tanh(proj(emb))

@@ -42,10 +42,12 @@ def load_recommender(run: Run, split: ClickSplit) -> ClickRecommender:
     return ClickRecommender(run, split, collab=ModelScorer(load_model(run, split, "model")))
 
 
-def build(cfg: ExperimentConfig, n_users: int, n_items: int):
-    if cfg.method == "binmf":
+def build(cfg: ExperimentConfig, n_users: int, n_items: int, name: str | None = None):
+    """A fresh model `name` (default: the method's): binmf from the `encoder` section, the others from `collab`."""
+    name = name or cfg.method
+    if name == "binmf":
         return BinaryEncoder(n_users, n_items, cfg.encoder)
-    return collab.build_model(cfg.method, n_users, n_items, **cfg.collab.overrides)
+    return collab.build_model(name, n_users, n_items, **cfg.collab.overrides)
 
 
 def train_model(cfg: ExperimentConfig, split: ClickSplit, run: Run, model, name: str,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from llmrec import collab
 from llmrec.config import ExperimentConfig
 from llmrec.data.types import ClickSplit
 from llmrec.llm.backbones import load_backbone
@@ -27,7 +26,7 @@ def embed_prompts(split: ClickSplit, tokenizer, cfg: ExperimentConfig) -> ClickP
 
 
 def build_collab(cfg: ExperimentConfig, split: ClickSplit):
-    return collab.build_model(cfg.collm.collab_model, split.n_users, split.n_items, **cfg.collab.overrides)
+    return classic.build(cfg, split.n_users, split.n_items, cfg.collm.collab_model)
 
 
 def train(cfg: ExperimentConfig, split: ClickSplit, run: Run, tracker: Tracker | None = None) -> dict:
