@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from llmrec.data.holdout import HoldoutSplit
 from llmrec.recommender import Recommender
 
 from planted_data import planted_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `bench` is a top-level folder of the repository
 
 TINY = ["llm.backbone=tiny", "cllm4rec.device=cpu", "cllm4rec.content_epochs=0.5",
         "cllm4rec.alternate_epochs=0.5", "cllm4rec.max_content_docs=40", "cllm4rec.pretrain_batch_size=8",
@@ -80,6 +84,35 @@ def test_cli_train_recommend_new_user_and_bad_input(data, tmp_path, capsys):
                           (["--user", "1", "--candidates", "0"], "candidates: item 0 is not in the run's data")):
         assert main(["recommend", str(run), *argv]) == 2
         one_line_error(capsys, message)
+
+
+def test_residual_encoder_run_reloads_and_pairs_with_its_control(data, tmp_path, capsys):
+    """A residual run saves its gate and ranks as in training; bench.paired_holdout reads it against the no-LLM
+    control user by user, and its means are the two runs' own test metrics."""
+    from safetensors.torch import load_file
+
+    from bench import paired_holdout
+
+    run, control = tmp_path / "residual", tmp_path / "control"
+    assert main(["train", "cllm4rec", "--out", str(run), *data, *TINY, "cllm4rec.lora=true",
+                 "cllm4rec.encoder=residual"]) == 0
+    assert main(["train", "cllm4rec-no-llm", "--out", str(control), *data, *TINY]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert load_file(str(run / "model.safetensors"))["gate"].item() != 0.0  # trained away from the control
+    assert Recommender.from_pretrained(run).evaluate("test") == pytest.approx(metrics["test"])
+
+    rows = paired_holdout.compare(str(run), str(control))
+    control_test = json.loads((control / "metrics.json").read_text())["test"]
+    assert [r["metric"] for r in rows] == ["recall@20", "recall@40", "ndcg@100"]
+    for r in rows:
+        assert r["users"] == metrics["test"]["users"]
+        assert (r["A"], r["B"]) == pytest.approx((metrics["test"][r["metric"]], control_test[r["metric"]]))
+        diff, interval = r["A - B"].split(" ", 1)
+        assert float(diff) == pytest.approx(r["A"] - r["B"], abs=1e-4)
+        lo, hi = (float(x) for x in interval.strip("[]").split(", "))
+        assert lo <= float(diff) <= hi
+    same = paired_holdout.compare(str(control), str(control))
+    assert all(r["A - B"] == "+0.0000 [+0.0000, +0.0000]" for r in same)
 
 
 @pytest.mark.parametrize("stage", ["pretrain-alternate", "finetune"])

@@ -143,6 +143,38 @@ def test_mean_encoder_averages_the_prompts_id_rows_without_the_backbone(split, m
         CLLM4RecConfig(encoder="gru").validate()
 
 
+def test_residual_encoder_starts_as_the_mean_control_and_learns_its_gate(split):
+    model, vocab, pad = build(split, encoder="residual")
+    control, _, _ = build(split, encoder="mean")  # the same seed: the same tables
+    train = split.user_items("train")
+    users = np.arange(1, split.n_users)
+    task = RecommendTask(model, vocab, users, train, 0.2, "all", None, 0.0, pad, seed=0, draws=4)
+    b = task.collate(list(range(8)))
+    unit = torch.nn.functional.normalize
+    assert model.gate.item() == 0.0
+    assert torch.allclose(model.last_hidden(b["ids"], b["mask"]), unit(control.last_hidden(b["ids"], b["mask"]), dim=-1),
+                          atol=1e-6)
+    # the content LM reads the backbone alone, as with encoder="llm"
+    llm = model.backbone.get_decoder()(inputs_embeds=model.embed(b["ids"], "content"),
+                                       attention_mask=b["mask"]).last_hidden_state
+    assert torch.allclose(model.hidden(b["ids"], b["mask"], "content"), llm, atol=1e-6)
+    model.set_trainable(True, False)
+    assert model.gate.requires_grad
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(5):
+        b = task.collate(list(range(step * 8, step * 8 + 8)))
+        opt.zero_grad()
+        task.loss(b).backward()
+        opt.step()
+    assert abs(model.gate.item()) > 0.01  # the LLM's vector now takes part
+    with torch.no_grad():
+        h = model.last_hidden(b["ids"], b["mask"])
+        model.gate.zero_()
+        assert (h - model.last_hidden(b["ids"], b["mask"])).norm(dim=-1).min() > 1e-3
+    model.set_trainable(False, True)
+    assert not model.gate.requires_grad
+
+
 def test_paper_settings_are_one_override_away():
     paper, ours = CLLM4RecConfig.paper(), CLLM4RecConfig()
     official = {"item_head": "dot", "finetune_reg": True, "reg_reduction": "sum", "finetune_target": "all",

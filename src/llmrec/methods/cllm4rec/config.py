@@ -17,7 +17,7 @@ FinetuneTarget = typing.Literal["heldout", "all"]
 NewUser = typing.Literal["mean", "zero"]
 RegReduction = typing.Literal["sum", "mean"]
 ItemHead = typing.Literal["dot", "normalized"]
-Encoder = typing.Literal["llm", "mean"]
+Encoder = typing.Literal["llm", "mean", "residual"]
 FINETUNE_TARGETS, NEW_USER, REG_REDUCTIONS, ITEM_HEADS, ENCODERS = (
     typing.get_args(t) for t in (FinetuneTarget, NewUser, RegReduction, ItemHead, Encoder))
 
@@ -52,9 +52,12 @@ class CLLM4RecConfig:
     ml-100k, SmolLM2, lr 1e-2, 30 steps of 16 users: loss per target 8.0 ("dot", above the uniform 6.9) vs 6.4,
     valid Recall@20 0.089 vs 0.178."""
     encoder: Encoder = "llm"
-    """What turns a recommendation prompt into h: "llm" (CLLM4Rec: the backbone's last hidden state) or "mean"
+    """What turns a recommendation prompt into h: "llm" (CLLM4Rec: the backbone's last hidden state), "mean"
     (ours, a control without the LLM: the mean of the prompt's ID-token rows, its user token and its items, from
-    the same tables; there is no language model to pre-train, so the pre-training stages are skipped)."""
+    the same tables; there is no language model to pre-train, so the pre-training stages are skipped) or
+    "residual" (ours: h = m/|m| + g x h_llm/|h_llm|, m the "mean" control's vector and g a learned scalar that
+    starts at 0, so training starts from the control and the LLM's vector is added as far as it helps; on the
+    collaborative side only, the content LM reads h_llm)."""
 
     # -- documents
     content_verb: str | None = None

@@ -12,7 +12,8 @@ Mutual regulariser: for the ID tokens of a batch, the squared distance between t
 other side's, which is detached (held fixed), so only this side moves.
 Encoder: `encoder="llm"` (CLLM4Rec) runs the backbone; `encoder="mean"` (a control without the LLM) gives every
 position the running mean of the ID-token rows up to it (`last_hidden`: the mean of the prompt's user and item
-rows), with the same tables and heads.
+rows), with the same tables and heads; `encoder="residual"` gives, on the collaborative side, the unit mean plus
+`gate` times the unit backbone state, the gate a trainable scalar from 0 (it trains with the collaborative tables).
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class CLLM4RecModel(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.collab = IdEmbeddings(n_users, n_items, dim, std, gen)
         self.content = IdEmbeddings(n_users, n_items, dim, std, gen)
+        if encoder == "residual":  # 0: the model starts as the "mean" control (a float32 master weight, as the tables)
+            self.gate = nn.Parameter(torch.zeros((), device=backbone.get_input_embeddings().weight.device))
         # The tables are trainable: they stay float32 (master weights) on a bf16 backbone, or AdamW's small updates
         # would round away; `embed` casts the rows it hands the backbone to its dtype.
         device = backbone.get_input_embeddings().weight.device
@@ -70,6 +73,8 @@ class CLLM4RecModel(nn.Module):
             p.requires_grad_(collab)
         for p in self.content.parameters():
             p.requires_grad_(content)
+        if self.encoder == "residual":
+            self.gate.requires_grad_(collab)
         for name, p in self.backbone.named_parameters():
             p.requires_grad_(lora and "lora_" in name)
 
@@ -99,8 +104,12 @@ class CLLM4RecModel(nn.Module):
             return self._running_id_mean(ids, attention_mask, side, user_vectors)
         decoder = self.backbone.get_decoder()
         out = decoder(inputs_embeds=self.embed(ids, side, user_vectors), attention_mask=attention_mask,
-                      use_cache=False)
-        return out.last_hidden_state
+                      use_cache=False).last_hidden_state
+        if self.encoder == "residual" and side == "collab":
+            unit = torch.nn.functional.normalize
+            mean = self._running_id_mean(ids, attention_mask, side, user_vectors)
+            return unit(mean.float(), dim=-1) + self.gate * unit(out.float(), dim=-1)
+        return out
 
     def _running_id_mean(self, ids, attention_mask, side, user_vectors):
         """[B, T, d]: at each position, the mean of the ID-token embeddings (users and items) up to it (zero before

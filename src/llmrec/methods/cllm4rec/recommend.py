@@ -123,9 +123,9 @@ class CLLM4Rec(Serving):
         prompt = recommendation_prompt(self.vocab, 0, shown)
         return self._top(self._scores([prompt], vec[None])[0], items, k, candidates)
 
-    def evaluate(self, part: str = "test") -> dict:
-        """Full-ranking Recall@20, Recall@40, NDCG@100 on every user with items in `part` of the run's split, each
-        with its bootstrap interval over users."""
+    def ranked(self, part: str = "test") -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """(users, their held-out items, their top items) for every user with items in `part` of the run's split:
+        what `evaluate` scores, and what a per-user comparison of two runs reads (bench/paired_holdout.py)."""
         from llmrec.methods.cllm4rec.recipe import rank_users
 
         if self.split is None:
@@ -137,7 +137,13 @@ class CLLM4Rec(Serving):
             raise LlmrecError(f"{self.split.name}: no user has {part} items to evaluate")
         held = self.split.user_items(part)
         top = rank_users(self.model, self.vocab, users, self.train_items, self.config, self.pad_id, self.seed)
-        return ranking_metrics(top, [held[u] for u in users], intervals=True)
+        return users, [held[u] for u in users], top
+
+    def evaluate(self, part: str = "test") -> dict:
+        """Full-ranking Recall@20, Recall@40, NDCG@100 on every user with items in `part` of the run's split, each
+        with its bootstrap interval over users."""
+        _, held, top = self.ranked(part)
+        return ranking_metrics(top, held, intervals=True)
 
 
 def load_recommender(run, split: HoldoutSplit) -> CLLM4Rec:
