@@ -1,7 +1,6 @@
 """Bad input gets one line `llmrec: error: ...` naming the input, exit code 2, and nothing written."""
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from llmrec.cli import main
