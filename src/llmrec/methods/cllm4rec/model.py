@@ -58,13 +58,13 @@ class CLLM4RecModel(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.collab = IdEmbeddings(n_users, n_items, dim, std, gen)
         self.content = IdEmbeddings(n_users, n_items, dim, std, gen)
-        if encoder == "residual":  # 0: the model starts as the "mean" control (a float32 master weight, as the tables)
-            self.gate = nn.Parameter(torch.zeros((), device=backbone.get_input_embeddings().weight.device))
         # The tables are trainable: they stay float32 (master weights) on a bf16 backbone, or AdamW's small updates
         # would round away; `embed` casts the rows it hands the backbone to its dtype.
         device = backbone.get_input_embeddings().weight.device
         self.collab.to(device=device)
         self.content.to(device=device)
+        if encoder == "residual":  # 0: the model starts as the "mean" control (float32, as the tables)
+            self.gate = nn.Parameter(torch.zeros((), device=device))
 
     # ------------------------------------------------------------------ training switches
     def set_trainable(self, collab: bool, content: bool, lora: bool = True) -> None:
@@ -100,21 +100,20 @@ class CLLM4RecModel(nn.Module):
     def hidden(self, ids: torch.Tensor, attention_mask: torch.Tensor, side: str,
                user_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """Last-layer hidden states [B, T, d] (right-padded rows; positions count from 0 in every row)."""
+        e = self.embed(ids, side, user_vectors)
         if self.encoder == "mean":
-            return self._running_id_mean(ids, attention_mask, side, user_vectors)
-        decoder = self.backbone.get_decoder()
-        out = decoder(inputs_embeds=self.embed(ids, side, user_vectors), attention_mask=attention_mask,
-                      use_cache=False).last_hidden_state
+            return self._running_id_mean(ids, attention_mask, e)
+        out = self.backbone.get_decoder()(inputs_embeds=e, attention_mask=attention_mask,
+                                          use_cache=False).last_hidden_state
         if self.encoder == "residual" and side == "collab":
             unit = torch.nn.functional.normalize
-            mean = self._running_id_mean(ids, attention_mask, side, user_vectors)
+            mean = self._running_id_mean(ids, attention_mask, e)
             return unit(mean.float(), dim=-1) + self.gate * unit(out.float(), dim=-1)
         return out
 
-    def _running_id_mean(self, ids, attention_mask, side, user_vectors):
-        """[B, T, d]: at each position, the mean of the ID-token embeddings (users and items) up to it (zero before
-        the first one); padding positions are not ID tokens."""
-        e = self.embed(ids, side, user_vectors)
+    def _running_id_mean(self, ids, attention_mask, e):
+        """[B, T, d]: at each position, the mean of the ID-token embeddings `e` (users and items) up to it (zero
+        before the first one); padding positions are not ID tokens."""
         is_id = ((ids >= self.vocab_size) & attention_mask.bool()).to(e.dtype)[..., None]
         total = (e * is_id).cumsum(1)
         return total / is_id.cumsum(1).clamp(min=1)
