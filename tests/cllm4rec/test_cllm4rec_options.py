@@ -152,8 +152,8 @@ def test_residual_encoder_starts_as_the_mean_control_and_learns_its_gate(split):
     b = task.collate(list(range(8)))
     unit = torch.nn.functional.normalize
     assert model.gate.item() == 0.0
-    assert torch.allclose(model.last_hidden(b["ids"], b["mask"]), unit(control.last_hidden(b["ids"], b["mask"]), dim=-1),
-                          atol=1e-6)
+    start = model.last_hidden(b["ids"], b["mask"])
+    assert torch.allclose(start, unit(control.last_hidden(b["ids"], b["mask"]), dim=-1), atol=1e-6)
     # the content LM reads the backbone alone, as with encoder="llm"
     llm = model.backbone.get_decoder()(inputs_embeds=model.embed(b["ids"], "content"),
                                        attention_mask=b["mask"]).last_hidden_state
