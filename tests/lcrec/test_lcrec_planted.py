@@ -21,12 +21,16 @@ PLANTED = dict(index="random", rqvae=RQVAEConfig(levels=2, codebook_size=8),
 # new_token_head=untied: the index tokens' output rows their own, from zero (the tiny backbone's small hidden states
 # need no smaller steps on them than on the input rows)
 UNTIED = dict(new_token_head="untied", new_token_head_lr=3e-2)
+# item_prior=popularity: the trie loss with the training items' popularity added inside the trie's softmax
+PRIOR = dict(UNTIED, item_loss="trie", item_prior="popularity")
 
 
 @pytest.mark.parametrize("pattern,options", [(True, {}), (False, {}), (True, {"item_loss": "trie"}),
-                                             (False, {"item_loss": "trie"}), (True, UNTIED), (False, UNTIED)],
+                                             (False, {"item_loss": "trie"}), (True, UNTIED), (False, UNTIED),
+                                             (True, PRIOR), (False, PRIOR)],
                          ids=["pattern", "shuffled-control", "pattern-trie-loss", "shuffled-control-trie-loss",
-                              "pattern-untied-head", "shuffled-control-untied-head"])
+                              "pattern-untied-head", "shuffled-control-untied-head", "pattern-popularity-prior",
+                              "shuffled-control-popularity-prior"])
 def test_planted_next_item_is_learned_and_generated_for_held_out_users(pattern, options, tmp_path):
     metrics = train(lcrec_experiment(**PLANTED, **options), tmp_path / "run",
                     split=planted_split(200, seed=1, pattern=pattern))

@@ -26,9 +26,11 @@ Template = typing.Literal["alpaca", "compact"]
 """Prompt wrappers (llmrec.methods.lcrec.templates.WRAPPERS)."""
 EvalPrompt = typing.Literal["seqrec", "sequence"]
 ItemLoss = typing.Literal["vocab", "trie"]
+ItemPrior = typing.Literal["none", "popularity"]
+"""Priors over the item trie (llmrec.methods.lcrec.prior)."""
 INDEX_KINDS, FINETUNE, EMBEDDING_MODES, ENCODERS, NEW_ROW_INITS, NEW_TOKEN_HEADS = (
     typing.get_args(t) for t in (IndexKind, Finetune, EmbeddingMode, Encoder, NewRowInit, NewTokenHead))
-ITEM_LOSSES = typing.get_args(ItemLoss)
+ITEM_LOSSES, ITEM_PRIORS = typing.get_args(ItemLoss), typing.get_args(ItemPrior)
 """Index-token normalisations: the config's `item_loss`, the beam search's `normalize`."""
 SEQUENCE_TASK = "seqrec_all_positions"
 TASKS = tuple(TEMPLATES) + (SEQUENCE_TASK,)
@@ -142,6 +144,11 @@ class LCRecConfig:
     """Ours: the peak learning rate of the new output rows (new_token_head=untied); None: `new_token_lr`. An
     Adam step moves a logit by up to lr x |h|_1 (550 to 750 for SmolLM2's last hidden state), so the output rows
     need far smaller steps than the input rows."""
+    item_prior: ItemPrior = "none"
+    """Ours (paper: none): popularity adds log P(child | node) of the training items' counts to each trie node's
+    children's logits (`prior.py`), in the trie loss and the beam search. With the untied output rows at 0 the
+    untrained model then ranks items as popularity does, and fine-tuning learns what the user's history adds to
+    it. Needs item_loss=trie and new_token_head=untied."""
     user_text: str | None = None
     """LC-Rec `<name>.user.json` (LLM-written preferences and intentions), keyed by raw ids; None: none."""
     max_history: int = 20
@@ -253,6 +260,11 @@ class LCRecConfig:
             bad("teacher_temperature", "must be > 0")
         if self.new_token_head not in NEW_TOKEN_HEADS:
             bad("new_token_head", f"expected one of {', '.join(NEW_TOKEN_HEADS)}")
+        if self.item_prior not in ITEM_PRIORS:
+            bad("item_prior", f"expected one of {', '.join(ITEM_PRIORS)}")
+        if self.item_prior != "none" and (self.item_loss != "trie" or self.new_token_head != "untied"):
+            bad("item_prior", "needs item_loss=trie (the prior is added inside the trie's softmax) and "
+                              "new_token_head=untied (index logits starting at 0)")
         if self.new_token_head_lr is not None and not (self.new_token_head == "untied" and self.new_token_head_lr > 0
                                                        and self.new_token_lr is not None):
             bad("new_token_head_lr", "needs new_token_head=untied and new_token_lr, and must be > 0")

@@ -22,6 +22,7 @@ Departures from the paper, each a field whose docstring says so, with the paper'
 `exclude_seen` (paper: false), `new_token_lr` (paper: None, one learning rate), the task `seqrec_all_positions`
 (paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec), `item_loss` (paper: vocab),
 `new_token_head` (paper: the backbone's tying; `untied` gives the new tokens output rows of their own, from 0),
+`item_prior` (paper: none; `popularity` adds the training items' popularity over the trie, `prior.py`),
 `teacher_weight` (paper: 0; a SASRec teacher's targets, `teacher.py`, written into the run as teacher.*).
 `configs/lcrec-ml100k.yaml` uses them for a CPU budget. `LCRecConfig()` keeps the paper's tasks, template and
 prompt at a small budget, with two departures on by default: `exclude_seen` and the MiniLM text encoder (`text_encoder`; the paper embeds with LLaMA).
@@ -56,12 +57,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llmrec.collab.ranking import popularity
 from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.metrics import leave_one_out_metrics as ranking_metrics
 from llmrec.paths import atomic_dir, home
 from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
 from llmrec.methods.lcrec.embeddings import item_embeddings
+from llmrec.methods.lcrec.prior import popularity_prior
 from llmrec.methods.lcrec.rqvae import build_index, random_index, unique_codes
 from llmrec.methods.lcrec.tasks import SeqRecEvalTask, SFTTask, UserText, build_samples, prompt_ids
 from llmrec.methods.lcrec.teacher import NextItemTeacher, train_teacher
@@ -306,6 +309,8 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
     if cfg.new_token_head == "untied":
         untie_new_rows(model, list(token_ids.values()))
     trie = IndexTrie(index_token_ids(index, token_ids), eos_token_id=tok.eos_token_id)
+    if cfg.item_prior == "popularity":
+        trie.log_prior = popularity_prior(trie, popularity(split))
     run.save_tensors(NEW_ROWS_FILE, new_rows(model, sorted(token_ids.values())))
     run.write_dir("tokenizer", tok.save_pretrained)
     model = apply_finetuning(model, cfg, list(token_ids.values()))

@@ -24,6 +24,7 @@ from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.generate import constrained_beam_search, score_all_items
 from llmrec.methods.lcrec.config import LCRecConfig
+from llmrec.methods.lcrec.prior import popularity_prior
 from llmrec.methods.lcrec.recipe import (apply_finetuning, eval_user_rows, evaluate_users, generation_prompt,
                                          seqrec_eval_task)
 from llmrec.methods.lcrec.trie import IndexTrie
@@ -40,6 +41,8 @@ class LCRecRecommender(Serving):
         self.token_table = token_table
         self.trie = IndexTrie(token_table, eos_token_id=tokenizer.eos_token_id)
         self.users = SequenceUsers(split)
+        if config.item_prior == "popularity":  # a function of the split: computed again, as in training
+            self.trie.log_prior = popularity_prior(self.trie, self.users.counts)
         self.ids, self.item_popularity, self.item_titles = self.users.ids, self.users.counts, self.users.titles
         self.method = "lcrec"
 

@@ -63,6 +63,9 @@ class IndexTrie:
         leaf_item[node] = np.arange(1, len(ids))
         self.leaf_item = torch.from_numpy(leaf_item)
         self.n_items = len(ids)
+        self.log_prior: list[torch.Tensor] | None = None
+        """Optional, per level, [nodes at that depth, K_l] log-probabilities added to a node's children's logits
+        by `child_log_probs` (`prior.popularity_prior`, `LCRecConfig.item_prior`)."""
         self._token_pos = [{int(t): i for i, t in enumerate(toks.tolist())} for toks in self.level_tokens]
         self._level_of = {t: (level, k) for level, pos in enumerate(self._token_pos) for t, k in pos.items()}
 
@@ -70,6 +73,8 @@ class IndexTrie:
         """Move the tables to `device` (in place; returns self)."""
         for name in ("level_tokens", "allowed", "child", "item_node", "leaves"):
             setattr(self, name, [t.to(device) for t in getattr(self, name)])
+        if self.log_prior is not None:
+            self.log_prior = [t.to(device) for t in self.log_prior]
         self.leaf_item = self.leaf_item.to(device)
         return self
 
@@ -91,10 +96,14 @@ class IndexTrie:
     def child_log_probs(self, logits: torch.Tensor, level: int, nodes: torch.Tensor) -> torch.Tensor:
         """[rows, K_level] log-probabilities of each node's children, normalised over those children alone
         (-inf for tokens the node does not continue with). logits: [rows, vocabulary] at the positions that
-        predict a level-`level` token; nodes: [rows] the trie nodes at depth `level` they continue."""
+        predict a level-`level` token; nodes: [rows] the trie nodes at depth `level` they continue. With
+        `log_prior`, the nodes' prior rows are added to the logits first."""
         toks = self.level_tokens[level].to(logits.device)
         allowed = self.allowed[level].to(logits.device)[nodes]
-        return F.log_softmax(logits[:, toks].float().masked_fill(~allowed, float("-inf")), dim=-1)
+        picked = logits[:, toks].float()
+        if self.log_prior is not None:
+            picked = picked + self.log_prior[level].to(logits.device)[nodes].masked_fill(~allowed, 0.0)
+        return F.log_softmax(picked.masked_fill(~allowed, float("-inf")), dim=-1)
 
     def token_nodes(self, ids: list[int]) -> tuple[list[int], list[int], list[int]]:
         """For each position of a token sequence: the level of its token in the trie (-1 when it is not an index

@@ -1,0 +1,94 @@
+"""The popularity prior over the trie (`item_prior="popularity"`): exact popularity on its own, popularity's order
+from an untrained model, the loss and the search reading it, and a loaded run computing it again."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from llmrec.errors import LlmrecError
+from llmrec.experiment import train
+from llmrec.llm.backbones import load_backbone
+from llmrec.methods.lcrec.config import LCRecConfig
+from llmrec.methods.lcrec.generate import constrained_beam_search, score_all_items
+from llmrec.methods.lcrec.prior import popularity_prior
+from llmrec.methods.lcrec.recommend import LCRecRecommender
+from llmrec.methods.lcrec.trie import IndexTrie
+from llmrec.methods.lcrec.vocab import add_index_tokens, index_token_ids, untie_new_rows
+
+from lcrec_fixtures import lcrec_experiment, synthetic_index, synthetic_split
+from test_lcrec_recipe import SMALL
+
+
+def _counts(n_items: int, seed: int = 0) -> np.ndarray:
+    """Distinct training counts per item (index 0 unused), so that popularity's order has no ties."""
+    counts = np.r_[0, np.random.default_rng(seed).permutation(n_items - 1) * 3]
+    return counts.astype(np.int64)
+
+
+def test_the_prior_alone_is_each_items_popularity():
+    index = synthetic_index(n_items=40, levels=3, codebook=4)  # shared prefixes and shared deeper tokens
+    table = np.where(index.codes >= 0, index.codes + 10 * np.arange(3)[None, :], -1)
+    trie = IndexTrie(table)
+    counts = _counts(index.n_items)
+    trie.log_prior = popularity_prior(trie, counts)
+    for level, rows in enumerate(trie.log_prior):  # each node's children: a distribution
+        assert torch.allclose(rows.logsumexp(dim=1), torch.zeros(len(rows)), atol=1e-5), level
+        assert (rows.isfinite() == trie.allowed[level]).all()
+    zero = torch.zeros(1, 30)
+    for item in range(1, index.n_items):
+        logp = sum(trie.child_log_probs(zero, level, torch.tensor([node]))[0, k]
+                   for level, (node, k) in enumerate(zip(*trie.token_nodes(table[item].tolist())[1:])))
+        assert float(logp) == pytest.approx(np.log((counts[item] + 1) / (counts[1:] + 1).sum()), abs=1e-5)
+
+
+def test_an_untrained_model_with_untied_rows_generates_in_popularity_order():
+    model, tok = load_backbone("tiny", device="cpu")
+    index = synthetic_index(n_items=30)
+    ids = add_index_tokens(model, tok, index)
+    untie_new_rows(model, list(ids.values()))  # every index token at logit 0
+    table = index_token_ids(index, ids)
+    trie = IndexTrie(table, eos_token_id=tok.eos_token_id)
+    counts = _counts(index.n_items, seed=1)
+    prompt = tok("The user has interacted with items")["input_ids"]
+    n = index.n_items - 1
+
+    def search(exclude=None):
+        return constrained_beam_search(model, [prompt], trie, num_beams=n, pad_token_id=tok.pad_token_id,
+                                       exclude=exclude, normalize="trie")
+
+    plain = search()  # without the prior: uniform over each node's children
+    for item, score in zip(plain.items[0].tolist(), plain.scores[0].tolist()):
+        _, nodes, _ = trie.token_nodes(table[item].tolist())
+        fan_out = [int(trie.allowed[level][node].sum()) for level, node in enumerate(nodes)]
+        assert score == pytest.approx(-np.log(fan_out).sum(), abs=1e-4)
+    trie.log_prior = popularity_prior(trie, counts)
+    res = search()
+    assert res.items[0].tolist() == (np.argsort(-counts[1:], kind="stable") + 1).tolist()
+    expected = torch.as_tensor(np.log((counts + 1) / (counts[1:] + 1).sum()), dtype=torch.float32)
+    torch.testing.assert_close(res.scores[0], expected[res.items[0]], atol=1e-4, rtol=1e-4)
+    # the brute-force scorer reads the same prior; leaving the most popular item out gives the next ones
+    torch.testing.assert_close(score_all_items(model, prompt, table, trie=trie)[1:], expected[1:], atol=1e-4, rtol=1e-4)
+    top = int(res.items[0, 0])
+    assert search(exclude=[[top]]).items[0, :n - 1].tolist() == res.items[0, 1:].tolist()
+
+
+def test_the_prior_needs_the_trie_loss_and_untied_rows():
+    for kwargs in ({"item_prior": "popularity"}, {"item_prior": "popularity", "item_loss": "trie"},
+                   {"item_prior": "popularity", "new_token_head": "untied"}, {"item_prior": "counts"}):
+        with pytest.raises(LlmrecError, match="item_prior"):
+            LCRecConfig(**kwargs).validate()
+    LCRecConfig(item_prior="popularity", item_loss="trie", new_token_head="untied").validate()
+
+
+def test_a_run_with_the_prior_trains_it_into_the_loss_and_a_loaded_run_ranks_the_same(tmp_path):
+    split = synthetic_split()
+    options = dict(SMALL, item_loss="trie", new_token_head="untied", item_prior="popularity", test_users=12)
+    metrics = train(lcrec_experiment(**options), tmp_path / "run", split=split)
+    rec = LCRecRecommender.load(tmp_path / "run", split)
+    assert rec.trie.log_prior is not None
+    assert rec.evaluate("test") == pytest.approx(metrics["test"])
+    user = int(split.users["user_id"].iloc[0])
+    with_prior = rec.recommend(user, k=5, internal_ids=True)
+    rec.trie.log_prior = None  # the same weights without it rank otherwise: the prior is in the scores
+    assert [s for *_, s in rec.recommend(user, k=5, internal_ids=True)] != pytest.approx([s for *_, s in with_prior])
