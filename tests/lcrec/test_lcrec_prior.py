@@ -92,3 +92,32 @@ def test_a_run_with_the_prior_trains_it_into_the_loss_and_a_loaded_run_ranks_the
     with_prior = rec.recommend(user, k=5, internal_ids=True)
     rec.trie.log_prior = None  # the same weights without it rank otherwise: the prior is in the scores
     assert [s for *_, s in rec.recommend(user, k=5, internal_ids=True)] != pytest.approx([s for *_, s in with_prior])
+
+
+@pytest.mark.parametrize("normalize,eos", [("vocab", True), ("vocab", False), ("trie", False)])
+def test_the_next_item_nll_is_minus_the_brute_force_score_of_the_target(tiny_with_index, normalize, eos):
+    from llmrec.methods.lcrec.tasks import NextItemNLLTask
+
+    model, tok, index, trie = tiny_with_index
+    table = index_token_ids(index, {t: tok.convert_tokens_to_ids(t) for t in index.tokens()})
+    trie.log_prior = popularity_prior(trie, _counts(index.n_items)) if normalize == "trie" else None
+    prompts = [tok(p)["input_ids"] for p in ("The user has interacted with items", "Which item is it?", "A")]
+    targets = [3, 11, 27]
+    task = NextItemNLLTask(model, prompts, targets, trie, table, pad_token_id=tok.pad_token_id,
+                           eos_token_id=tok.eos_token_id if eos else None, normalize=normalize)
+    nll = task.predict(task.collate([0, 1, 2]))
+    for prompt, target, got in zip(prompts, targets, nll.tolist()):
+        brute = score_all_items(model, prompt, table, eos_token_id=tok.eos_token_id if eos else None,
+                                trie=trie if normalize == "trie" else None)
+        assert got == pytest.approx(-float(brute[target]), abs=1e-4)
+
+
+def test_a_run_can_select_on_the_valid_items_likelihood(tmp_path):
+    options = dict(SMALL, valid_metric="nll", item_loss="trie", new_token_head="untied", item_prior="popularity")
+    metrics = train(lcrec_experiment(**options), tmp_path / "run", split=synthetic_split())
+    nll = [h["nll"] for h in metrics["history"]]
+    assert len(nll) == 2 and all(np.isfinite(nll))
+    assert metrics["best_step"] == metrics["history"][int(np.argmin(nll))]["step"]  # the lowest is selected
+    assert [c["nll"] for c in metrics["curve"]] == nll and "hr@10" in metrics["test"]
+    with pytest.raises(LlmrecError, match="valid_metric"):
+        LCRecConfig(valid_metric="auc").validate()

