@@ -32,8 +32,9 @@ ItemPrior = typing.Literal["none", "popularity"]
 """Priors over the item trie (llmrec.methods.lcrec.prior)."""
 INDEX_KINDS, FINETUNE, EMBEDDING_MODES, ENCODERS, NEW_ROW_INITS, NEW_TOKEN_HEADS = (
     typing.get_args(t) for t in (IndexKind, Finetune, EmbeddingMode, Encoder, NewRowInit, NewTokenHead))
-ITEM_LOSSES, ITEM_PRIORS, VALID_METRICS = (typing.get_args(t) for t in (ItemLoss, ItemPrior, ValidMetric))
+ITEM_LOSSES = typing.get_args(ItemLoss)
 """Index-token normalisations: the config's `item_loss`, the beam search's `normalize`."""
+ITEM_PRIORS, VALID_METRICS = typing.get_args(ItemPrior), typing.get_args(ValidMetric)
 SEQUENCE_TASK = "seqrec_all_positions"
 TASKS = tuple(TEMPLATES) + (SEQUENCE_TASK,)
 PROMPT_KINDS = typing.get_args(EvalPrompt)
