@@ -121,3 +121,16 @@ def test_a_run_can_select_on_the_valid_items_likelihood(tmp_path):
     assert [c["nll"] for c in metrics["curve"]] == nll and "hr@10" in metrics["test"]
     with pytest.raises(LlmrecError, match="valid_metric"):
         LCRecConfig(valid_metric="auc").validate()
+
+
+def test_bench_lcrec_nll_finds_a_run_that_learnt_nothing_level_with_popularity(tmp_path):
+    from bench import lcrec_nll
+
+    frozen = dict(lr=1e-12, new_token_lr=1e-12, new_token_head_lr=1e-12)  # the prior's start, kept
+    options = dict(SMALL, item_loss="trie", new_token_head="untied", item_prior="popularity", test_users=12, **frozen)
+    train(lcrec_experiment(**options), tmp_path / "run", split=synthetic_split())
+    nll, pop, n_items = lcrec_nll.per_user_nll(str(tmp_path / "run"))
+    assert len(nll) == 12 and n_items == 24
+    np.testing.assert_allclose(nll, pop, atol=1e-3)
+    row = lcrec_nll.compare(str(tmp_path / "run"))[0]
+    assert row["users"] == 12 and row["run - popularity"].startswith(("+0.000", "-0.000"))
