@@ -6,8 +6,8 @@ under the training counts' popularity, their difference and its 95% interval ove
 
 Popularity is P(item) = (count + 1) / sum(count + 1) over the catalogue, what `lcrec.item_prior=popularity` starts
 from, so a run with the prior that ends below 0 has learnt something popularity does not know. One forward a user
-and no search (the hit rate's beam search takes about five times as long), and a continuous measure, so the paired
-interval reads differences that HR@10's separate intervals cannot.
+and no search (ml-100k's 943 test users: 9 minutes, where the test's beam search took 27, both beside two other
+jobs), and a continuous measure, so the paired interval reads differences that HR@10's separate intervals cannot.
 """
 from __future__ import annotations
 
