@@ -446,7 +446,20 @@ class SFTTask:
         raise NotImplementedError("SFTTask trains only; evaluate with SeqRecEvalTask")
 
 
-class SeqRecEvalTask:
+class _PromptEvalTask:
+    """What the evaluation-only tasks share: a batch is its row numbers, the module is the model, no loss."""
+
+    def trainable_module(self):
+        return self.model
+
+    def collate(self, rows: list[int]) -> dict:
+        return {"rows": torch.as_tensor(rows, dtype=torch.long)}
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} only evaluates")
+
+
+class SeqRecEvalTask(_PromptEvalTask):
     """`llm.train.Task` whose predict() is the 1-based rank of each row's target among the constrained beam
     search's items (inf = not returned, a miss at every cut-off): `fit` evaluates NDCG@10 on it.
 
@@ -469,15 +482,6 @@ class SeqRecEvalTask:
     def n_rows(self) -> int:
         return len(self.prompts) * len(self.views)
 
-    def trainable_module(self):
-        return self.model
-
-    def collate(self, rows: list[int]) -> dict:
-        return {"rows": torch.as_tensor(rows, dtype=torch.long)}
-
-    def loss(self, batch: dict) -> torch.Tensor:
-        raise NotImplementedError("SeqRecEvalTask only evaluates")
-
     def predict(self, batch: dict) -> torch.Tensor:
         V = len(self.views)
         pairs = [divmod(r, V) for r in batch["rows"].tolist()]
@@ -488,7 +492,7 @@ class SeqRecEvalTask:
         return res.ranks([self.targets[p] for p, _ in pairs]).float()
 
 
-class NextItemNLLTask:
+class NextItemNLLTask(_PromptEvalTask):
     """`llm.train.Task` whose predict() is each row's negative log-likelihood (nats) of its target item's index,
     teacher-forced after its prompt: one forward per row and no search (`LCRecConfig.valid_metric="nll"`, ours).
     Index tokens are normalised as the beam search normalises them (`normalize`), then EOS is scored when
@@ -507,15 +511,6 @@ class NextItemNLLTask:
     @property
     def n_rows(self) -> int:
         return len(self.prompts)
-
-    def trainable_module(self):
-        return self.model
-
-    def collate(self, rows: list[int]) -> dict:
-        return {"rows": torch.as_tensor(rows, dtype=torch.long)}
-
-    def loss(self, batch: dict) -> torch.Tensor:
-        raise NotImplementedError("NextItemNLLTask only evaluates")
 
     def predict(self, batch: dict) -> torch.Tensor:
         rows = batch["rows"].tolist()
