@@ -236,6 +236,16 @@ def frame_metrics(frame, scores, intervals: bool = False) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------------------------
 # Top-k ranking of held-out items
 
+def per_user_leave_one_out_metrics(ranks) -> dict[str, np.ndarray]:
+    """Each user's HR@1/5/10, NDCG@5/10 and reciprocal rank from the 1-based rank of their one target (inf: never
+    ranked); `leave_one_out_metrics` reports their means."""
+    r = np.asarray(ranks, dtype=np.float64)
+    out = {f"hr@{k}": (r <= k).astype(np.float64) for k in (1, 5, 10)}
+    out.update({f"ndcg@{k}": np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0) for k in (5, 10)})
+    out["mrr"] = 1.0 / r
+    return out
+
+
 def leave_one_out_metrics(ranks, intervals: bool = False, prefix: str = "") -> dict[str, float]:
     """HR@1/5/10, NDCG@5/10 and MRR of 1-based target ranks, one per user: the sequence family's metrics
     (sasrec-rank, popularity-rank, LC-Rec). A rank of inf is a target never ranked (beyond LC-Rec's beam): a
@@ -244,9 +254,7 @@ def leave_one_out_metrics(ranks, intervals: bool = False, prefix: str = "") -> d
     intervals: also each metric's 95% bootstrap interval over users (`mean_interval` of the per-user values), as
     {prefix}hr@10_lo / {prefix}hr@10_hi. prefix: put before every key (e.g. "paper_")."""
     r = np.asarray(ranks, dtype=np.float64)
-    per_user = {f"hr@{k}": (r <= k).astype(np.float64) for k in (1, 5, 10)}
-    per_user.update({f"ndcg@{k}": np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0) for k in (5, 10)})
-    per_user["mrr"] = 1.0 / r
+    per_user = per_user_leave_one_out_metrics(r)
     out = {f"{prefix}hr@{k}": hit_rate(r, k) for k in (1, 5, 10)}
     out.update({f"{prefix}ndcg@{k}": ndcg(r, k) for k in (5, 10)})
     out.update({f"{prefix}mrr": mrr(r), f"{prefix}users": float(len(r))})

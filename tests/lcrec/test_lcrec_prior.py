@@ -3,6 +3,7 @@ from an untrained model, the loss and the search reading it, and a loaded run co
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from llmrec.methods.lcrec.prior import popularity_prior
 from llmrec.methods.lcrec.recommend import LCRecRecommender
 from llmrec.methods.lcrec.trie import IndexTrie
 from llmrec.methods.lcrec.vocab import add_index_tokens, index_token_ids, untie_new_rows
+from llmrec.methods.sequence import lcrec_eval_rows
 
 from lcrec_fixtures import lcrec_experiment, synthetic_index, synthetic_split
 from test_lcrec_recipe import SMALL
@@ -134,3 +136,35 @@ def test_bench_lcrec_nll_finds_a_run_that_learnt_nothing_level_with_popularity(t
     np.testing.assert_allclose(nll, pop, atol=1e-3)
     row = lcrec_nll.compare(str(tmp_path / "run"))[0]
     assert row["users"] == 12 and row["run - popularity"].startswith(("+0.000", "-0.000"))
+
+
+def test_bench_lcrec_ranks_pairs_the_runs_saved_test_ranks_with_popularity(tmp_path):
+    from bench import lcrec_ranks
+    from llmrec.collab.ranking import popularity_ranks
+    from llmrec.metrics import leave_one_out_metrics
+    from llmrec.methods.lcrec.recipe import TEST_RANKS_FILE
+    from llmrec.recommender import Recommender
+
+    run = tmp_path / "run"
+    metrics = train(lcrec_experiment(**dict(SMALL, test_users=12)), run, split=synthetic_split())
+    saved = pd.read_csv(run / TEST_RANKS_FILE)  # the test's own ranks, both views
+    assert len(saved) == 12 and list(saved.columns) == ["target", "rank", "paper_rank"]
+    for key, value in leave_one_out_metrics(saved["rank"]).items():
+        assert metrics["test"][key] == pytest.approx(value), key
+    assert metrics["test"]["paper_hr@10"] == pytest.approx((saved["paper_rank"] <= 10).mean())
+
+    ranks, pop = lcrec_ranks.per_user_ranks(str(run))
+    np.testing.assert_array_equal(ranks, saved["rank"])
+    rec = Recommender.from_pretrained(str(run))
+    rows = lcrec_eval_rows(len(rec.split.users), 12, None, rec.seed, "test")
+    np.testing.assert_array_equal(pop, popularity_ranks(rec.split, "test", rows=rows))
+    (run / TEST_RANKS_FILE).unlink()  # an older run: ranked again, to the same ranks
+    np.testing.assert_array_equal(lcrec_ranks.per_user_ranks(str(run))[0], ranks)
+
+    saved.assign(rank=1.0).to_csv(run / TEST_RANKS_FILE, index=False)  # a perfect run: +1 - popularity's HR@10
+    hr10 = {r["metric"]: r for r in lcrec_ranks.compare(str(run))}["hr@10"]
+    assert hr10["run"] == 1.0 and hr10["users"] == 12
+    assert hr10["run - popularity"].startswith(f"{1.0 - (pop <= 10).mean():+.4f} [")
+    saved.assign(target=saved["target"][::-1].to_numpy()).to_csv(run / TEST_RANKS_FILE, index=False)
+    with pytest.raises(SystemExit, match="not the test items"):
+        lcrec_ranks.per_user_ranks(str(run))

@@ -34,9 +34,10 @@ Run directory (docs/architecture.md; everything through `llmrec.runs.Run`, no se
 `config.yaml` (the identity), `split/`, `indices.json` (official format), `rqvae_report.json` (how the index was
 made; a learned index and its RQ-VAE weights are also cached under home()/lcrec/indices/, keyed by embeddings and
 settings), `tokenizer/` (with the index tokens), `new_token_rows.safetensors` (the added rows' initial
-embeddings), `train/` (the loop's checkpoint/ and best/ trainable state), `adapter/` (peft) for LoRA, `log.txt`,
-and `metrics.json`, written last. Re-running the same command resumes; a larger budget (`lcrec.max_steps`,
-`epochs`, `patience`, `eval_every`, `test_users`) continues a finished run.
+embeddings), `train/` (the loop's checkpoint/ and best/ trainable state), `adapter/` (peft) for LoRA,
+`test_ranks.csv` (each test user's target and its rank), `log.txt`, and `metrics.json`, written last.
+Re-running the same command resumes; a larger budget (`lcrec.max_steps`, `epochs`, `patience`, `eval_every`,
+`test_users`) continues a finished run.
 
 `llmrec train lcrec` (and `benchmark`) call `train(cfg, split, run)`: `LCRecConfig` from the config's `lcrec`
 section, the backbone, dtype and seed from `llm.backbone`, `llm.dtype` and `seed`;
@@ -58,6 +59,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from llmrec.collab.ranking import popularity
@@ -78,6 +80,7 @@ from llmrec.methods.sequence import lcrec_eval_rows
 from llmrec.tracking import Tracker, scoped
 
 TRAIN_DIR = "train"
+TEST_RANKS_FILE = "test_ranks.csv"
 """The fine-tuning loop's folder in the run: checkpoint/ (resume) and best/ (the selected trainable state)."""
 NEW_ROWS_FILE = "new_token_rows.safetensors"
 
@@ -247,11 +250,27 @@ def eval_metrics(task: SeqRecEvalTask, ranks: np.ndarray, valid: bool = False) -
     return out
 
 
-def evaluate_users(task: SeqRecEvalTask, batch_size: int, valid: bool = False) -> dict:
-    """Rank every row of an evaluation task (each user's views in one batch) and report its metrics."""
+def rank_users(task: SeqRecEvalTask, batch_size: int) -> np.ndarray:
+    """[users, views]: the 1-based rank of each user's target under each of the task's views (inf: beyond the
+    beam), each user's views in one batch."""
     from llmrec.llm.train import predict_rows
 
-    return eval_metrics(task, predict_rows(task, task.n_rows, batch_size=batch_size * len(task.views)), valid)
+    ranks = predict_rows(task, task.n_rows, batch_size=batch_size * len(task.views))
+    return np.asarray(ranks, dtype=np.float64).reshape(-1, len(task.views))
+
+
+def evaluate_users(task: SeqRecEvalTask, batch_size: int, valid: bool = False) -> dict:
+    """Rank every row of an evaluation task and report its metrics."""
+    return eval_metrics(task, rank_users(task, batch_size), valid)
+
+
+def write_test_ranks(path: Path, task: SeqRecEvalTask, ranks: np.ndarray) -> None:
+    """TEST_RANKS_FILE: one line a test user, in the order of `eval_user_rows`: the target item (internal id) and
+    its rank under each view (`rank`; `paper_rank` with seen items allowed), so that a bench can pair the run
+    with another ranking user by user (`bench/lcrec_ranks.py`)."""
+    names = ["rank", "paper_rank"][: ranks.shape[1]]
+    columns = {"target": np.asarray(task.targets, dtype=np.int64), **{n: ranks[:, v] for v, n in enumerate(names)}}
+    pd.DataFrame(columns).to_csv(path, index=False)
 
 
 def new_token_groups(model, cfg: LCRecConfig) -> list[dict]:
@@ -363,8 +382,10 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
                  tracker=scoped(tracker, "sft"))
 
     t_test = time.perf_counter()
-    test = evaluate_users(test_task, cfg.eval_batch_size)
+    test_ranks = rank_users(test_task, cfg.eval_batch_size)
+    test = eval_metrics(test_task, test_ranks)
     test_seconds = time.perf_counter() - t_test
+    run.write(TEST_RANKS_FILE, lambda tmp: write_test_ranks(tmp, test_task, test_ranks))
     if cfg.finetune == "lora":
         run.write_dir("adapter", model.save_pretrained)
     curve = learning_curve(result.history, samples, train_cfg, make_accelerator().num_processes)
