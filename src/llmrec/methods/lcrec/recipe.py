@@ -80,8 +80,9 @@ from llmrec.methods.sequence import lcrec_eval_rows
 from llmrec.tracking import Tracker, scoped
 
 TRAIN_DIR = "train"
-TEST_RANKS_FILE = "test_ranks.csv"
 """The fine-tuning loop's folder in the run: checkpoint/ (resume) and best/ (the selected trainable state)."""
+TEST_RANKS_FILE = "test_ranks.csv"
+"""Each test user's target and ranks (`write_test_ranks`)."""
 NEW_ROWS_FILE = "new_token_rows.safetensors"
 
 
