@@ -37,3 +37,15 @@ def test_recipes_dry_run_benchmarks_both_pipelines_with_their_baselines(tmp_path
                    "cllm4rec"):
         assert sum(line.startswith(f"| {method} |") for line in text.splitlines()) == 1, method
     assert "--config configs/lcrec-ml100k.yaml" in text and "--config configs/cllm4rec-ml100k.yaml" in text
+
+
+def test_a_failing_or_late_recipe_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
+    from bench import gpu_recipes
+
+    broken = gpu_recipes.Recipe("lcrec", "configs/no-such.yaml", 60)
+    monkeypatch.setattr(gpu_recipes, "RECIPES", {"Broken": broken, "Late": broken})
+    out = tmp_path / "recipes.md"
+    assert gpu_recipes.main(["--out", str(out), "--deadline", "11"]) == 0  # the first leaves < 10 s
+    text = out.read_text()
+    assert "### Broken" in text and ": exit 2, " in text and "no-such.yaml" in text, text
+    assert "### Late" in text and "skipped:" in text.split("### Late")[1], text
