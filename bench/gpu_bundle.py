@@ -73,8 +73,9 @@ def pack(home: Path, bundle: Path, part_mib: int = 45, reader: bool = True) -> l
     also download the `gguf` wheel from PyPI."""
     from llmrec.llm.backbones import EMBEDDED, verified_wheel
 
-    spec = EMBEDDED[BACKBONE]
-    (wheel_part,) = spec.parts
+    if part_mib < 1:
+        raise LlmrecError(f"--part-mib must be >= 1, got {part_mib}")
+    (wheel_part,) = EMBEDDED[BACKBONE].parts
     missing = [m for m in HOME_MEMBERS if not (home / m).is_dir()]
     if missing:
         raise LlmrecError(f"{home}: no {', '.join(missing)}: run the recipes once on this machine first "
@@ -88,8 +89,12 @@ def pack(home: Path, bundle: Path, part_mib: int = 45, reader: bool = True) -> l
         for member in HOME_MEMBERS:
             tar.add(home / member, arcname=member)
     if reader:
-        subprocess.run([sys.executable, "-m", "pip", "download", GGUF_READER, "--no-deps", "--only-binary=:all:",
-                        "--disable-pip-version-check", "-q", "-d", str(bundle / "wheels")], check=True)
+        got = subprocess.run([sys.executable, "-m", "pip", "download", GGUF_READER, "--no-deps", "--only-binary=:all:",
+                              "--disable-pip-version-check", "-q", "-d", str(bundle / "wheels")],
+                             capture_output=True, text=True)
+        if got.returncode != 0:
+            lines = (got.stderr or got.stdout or "no output").strip().splitlines() or ["no output"]
+            raise LlmrecError(f"could not download {GGUF_READER} with pip ({lines[-1]})")
     return written + [bundle / HOME_TAR] + ([bundle / "wheels"] if reader else [])
 
 

@@ -84,3 +84,6 @@ def test_unsafe_tar_members_and_an_unfilled_home_are_refused_in_one_line(tmp_pat
     assert gpu_bundle.main(["pack", str(tmp_path / "b2")]) == 2  # the home holds no recipe caches yet
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "run the recipes once" in err, err
+    assert gpu_bundle.main(["pack", str(tmp_path / "b2"), "--part-mib", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--part-mib must be >= 1" in err, err
