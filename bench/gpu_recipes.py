@@ -4,8 +4,8 @@ baselines, at the shipped configs; one markdown report with their test tables an
     bash bench/gpu_check.sh $OUT/recipes.md --recipes    # on the GPU, once `bench/gpu_bundle.py unpack` has run
     python -m bench.gpu_recipes --dry --out /tmp/r.md     # the wiring: tiny backbone, generated data, CPU
 
-Each recipe is one `llmrec benchmark` subprocess (the commands of the README, same split, every test user), so what
-the GPU reports is what the CPU reports, minutes instead of hours: LC-Rec with popularity-rank and sasrec-rank
+Each recipe is one `llmrec benchmark` subprocess (the commands of the README, same split, every test user), so the
+GPU runs the pipelines the README measures on CPU (in bf16 autocast there): LC-Rec with popularity-rank and sasrec-rank
 (HR@10, NDCG@10), CLLM4Rec with popularity-holdout, Mult-VAE and its no-LLM control (Recall@20, Recall@40,
 NDCG@100). The only GPU override is a larger decoding batch. Nothing is downloaded: the GPU machine's llmrec home
 holds the backbone wheel, the ml-100k wheel and LC-Rec's item index (`bench/gpu_bundle.py`), and the runs fail with
