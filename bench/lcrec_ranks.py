@@ -24,7 +24,7 @@ METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
 
 def per_user_ranks(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
     """(the run's test rank, popularity's test rank) of every user the run tests, in one order."""
-    from llmrec.collab.ranking import popularity_ranks
+    from llmrec.collab.ranking import eval_sequences, popularity_ranks
     from llmrec.methods.lcrec.recipe import TEST_RANKS_FILE, eval_user_rows, rank_users, seqrec_eval_task
     from llmrec.recommender import Recommender
 
@@ -39,8 +39,7 @@ def per_user_ranks(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
     else:
         task = seqrec_eval_task(rec.model, rec.tok, split, rec.index, rec.trie, cfg, rows, "test")
         targets, ranks = np.asarray(task.targets), rank_users(task, cfg.eval_batch_size)[:, 0]
-    expected = split.users.reset_index(drop=True)["test"].to_numpy()[rows]
-    if not np.array_equal(targets, expected[expected > 0]):
+    if not np.array_equal(targets, eval_sequences(split, "test", rows)[1]):
         raise SystemExit(f"{path}: its targets are not the test items of the run's test users")
     return ranks, pop.astype(np.float64)
 

@@ -5,21 +5,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from llmrec.data.synthetic import synthetic_dataset
+from llmrec.data.synthetic import CSV_OPTIONS, synthetic_dataset, write_ratings_csv
 
 __all__ = ["CSV_OPTIONS", "synthetic_dataset", "train_raw_id_runs", "write_ratings_csv"]
-
-CSV_OPTIONS = "data.options={rating: rating, timestamp: timestamp, title: title}"
-"""The loader options that read `write_ratings_csv`'s file (data.dataset=csv)."""
-
-
-def write_ratings_csv(path: Path) -> Path:
-    """The synthetic dataset's interactions with their titles as a CSV (internal ids as the raw ids)."""
-    ds = synthetic_dataset()
-    inter = ds.interactions.copy()
-    inter["title"] = inter["item_id"].map(ds.titles())
-    inter.to_csv(path, index=False)
-    return path
 
 
 def train_raw_id_runs(tmp: Path, runs: dict[str, list[str]], raw_user: Callable[[int], str],

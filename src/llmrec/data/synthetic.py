@@ -1,6 +1,8 @@
 """A small generated dataset with a planted signal, for the test suite and the benchmark's smoke run (no files)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -24,3 +26,16 @@ def synthetic_dataset(n_users: int = 40, n_items: int = 30, per_user: int = 20, 
                           "title": [f"Film {i} ({1990 + i % 10})" for i in range(n_items)],
                           "text": [genre[i % 2] for i in range(n_items)]})
     return make_dataset("synthetic", inter, items, "<synthetic>")
+
+
+CSV_OPTIONS = "data.options={rating: rating, timestamp: timestamp, title: title}"
+"""The loader options that read `write_ratings_csv`'s file (data.dataset=csv)."""
+
+
+def write_ratings_csv(path: Path) -> Path:
+    """The synthetic dataset's interactions with their titles as a CSV (internal ids as the raw ids)."""
+    ds = synthetic_dataset()
+    inter = ds.interactions.copy()
+    inter["title"] = inter["item_id"].map(ds.titles())
+    inter.to_csv(path, index=False)
+    return path
