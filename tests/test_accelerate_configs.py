@@ -1,5 +1,5 @@
 """configs/accelerate/*.yaml parse with Accelerate's own config loader and name the expected launch mode; the
-training loop refuses the sharded modes (DeepSpeed, FSDP) with one line."""
+training loop refuses DeepSpeed with one line and shards with FSDP itself (LC-Rec's full fine-tuning only)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +34,21 @@ def test_config_parses_with_accelerate_and_names_its_mode(name):
         assert cfg.fsdp_config["fsdp_version"] == 2
 
 
-@pytest.mark.parametrize("kind", ["DEEPSPEED", "FSDP"])
-def test_loop_refuses_sharded_modes_in_one_line(kind):
-    with pytest.raises(LlmrecError, match=f"{kind} is not supported.*ddp.yaml"):
-        check_distributed_type(SimpleNamespace(distributed_type=DistributedType(kind)))
-    check_distributed_type(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))
+def test_loop_refuses_deepspeed_in_one_line_and_runs_fsdp_itself():
+    with pytest.raises(LlmrecError, match="DEEPSPEED is not supported.*fsdp.yaml"):
+        check_distributed_type(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED))
+    for kind in (DistributedType.FSDP, DistributedType.MULTI_GPU, DistributedType.NO):
+        check_distributed_type(SimpleNamespace(distributed_type=kind))
+
+
+@pytest.mark.parametrize("method", ["tallrec", "binllm", "collm", "cllm4rec", "lcrec"])
+def test_an_fsdp_launch_of_a_lora_method_is_refused_before_anything_is_written(method, monkeypatch, tmp_path):
+    """FSDP shards LC-Rec's full fine-tuning only (tests/lcrec/test_lcrec_fsdp.py); `accelerate launch` with
+    fsdp.yaml sets ACCELERATE_USE_FSDP, and the other methods say so in one line."""
+    from llmrec.config import ExperimentConfig
+    from llmrec.experiment import train
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(LlmrecError, match="llm.fsdp: FSDP sharding trains LC-Rec's full fine-tuning only"):
+        train(ExperimentConfig(method=method), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

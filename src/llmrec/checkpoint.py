@@ -25,20 +25,20 @@ FORMAT_VERSION = 2
 
 
 def save_training_state(path: str | Path, tensors: dict[str, dict[str, torch.Tensor]],
-                        optimizer: torch.optim.Optimizer, state: dict, scheduler=None) -> None:
-    """Write groups of tensors, the optimizer, the scheduler (optional) and the JSON-able `state` to `path`."""
-    flat = {}
+                        optimizer: torch.optim.Optimizer | dict, state: dict, scheduler=None) -> None:
+    """Write groups of tensors, the optimizer (or its `state_dict()`, e.g. one gathered from shards), the scheduler
+    (optional) and the JSON-able `state` to `path`."""
+    flat, storages = {}, set()
     for group, named in tensors.items():
         if "." in group:
             raise ValueError(f"tensor group names may not contain '.': {group!r}")
-        # clone: safetensors refuses tensors that share storage (tied weights, views)
-        flat.update({f"{group}.{k}": v.detach().cpu().contiguous().clone() for k, v in named.items()})
-    opt = optimizer.state_dict()
+        flat.update({f"{group}.{k}": _alone(v, storages) for k, v in named.items()})
+    opt = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
     scalars = {}
     for idx, entry in opt["state"].items():
         for name, value in entry.items():
             if torch.is_tensor(value):
-                flat[f"optim.{idx}.{name}"] = value.detach().cpu().contiguous().clone()
+                flat[f"optim.{idx}.{name}"] = _alone(value, storages)
             else:
                 scalars[f"{idx}.{name}"] = value
     metadata = {"format": str(FORMAT_VERSION), "trainer": json.dumps(state),
@@ -47,6 +47,20 @@ def save_training_state(path: str | Path, tensors: dict[str, dict[str, torch.Ten
         metadata["scheduler"] = json.dumps(scheduler.state_dict())
     with atomic_file(path) as tmp:
         save_file(flat, str(tmp), metadata=metadata)
+
+
+def _alone(t: torch.Tensor, storages: set) -> torch.Tensor:
+    """`t` on the CPU with a storage of its own: safetensors refuses tensors that share one (tied weights, views),
+    so those are copied; the rest are written as they are (a 7B checkpoint is not held twice in memory)."""
+    t = t.detach().cpu().contiguous()
+    if t.numel() == 0:  # nothing to share (every empty tensor has address 0)
+        return t
+    storage = t.untyped_storage()
+    if storage.data_ptr() in storages or storage.nbytes() != t.numel() * t.element_size():
+        t = t.clone()
+        storage = t.untyped_storage()
+    storages.add(storage.data_ptr())
+    return t
 
 
 def _metadata(path: Path) -> dict:

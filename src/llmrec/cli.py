@@ -274,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         args.func(args)
+        if "torch.distributed" in sys.modules:  # under `accelerate launch`: end the process group before exit
+            from llmrec.llm.train import close_processes
+
+            close_processes()
     except LlmrecError as exc:
         print(f"llmrec: error: {exc}", file=sys.stderr)
         return 2

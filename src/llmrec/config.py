@@ -113,6 +113,11 @@ class LLMConfig:
     gradient_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass instead of keeping them: less memory for
     about a third more compute; the same loss and gradients (every LLM method: click stages, LC-Rec, CLLM4Rec)."""
+    fsdp: bool = False
+    """Shard weights, gradients and AdamW states over the processes with FSDP 2 (each decoder layer its own unit),
+    for a full fine-tuning too large for one device: LC-Rec's paper recipe at 7B (`lcrec.finetune=full` only; the
+    LoRA methods fit one GPU at 7B and are refused in one line). On whenever `accelerate launch` runs with
+    configs/accelerate/fsdp.yaml; true shards any multi-process launch (CPU/gloo too). docs/gpu.md, "Sharding"."""
 
 
 @dataclass

@@ -60,6 +60,18 @@ def load_split(cfg: ExperimentConfig):
                            warm_definition=d.warm_definition, domain=d.domain, cut_by=d.cut_by)
 
 
+def check_sharding(cfg: ExperimentConfig) -> None:
+    """FSDP (`llm.fsdp` or a launch with configs/accelerate/fsdp.yaml) shards LC-Rec's full fine-tuning only: the
+    other LLM methods train LoRA adapters, which fit one GPU at 7B and are saved through peft from whole weights."""
+    from llmrec.llm.sharding import requested
+
+    if requested(cfg.llm.fsdp) and not (cfg.method == "lcrec" and cfg.lcrec.finetune == "full"):
+        what = f"lcrec.finetune={cfg.lcrec.finetune}" if cfg.method == "lcrec" else f"method {cfg.method}"
+        raise LlmrecError(f"llm.fsdp: FSDP sharding trains LC-Rec's full fine-tuning only (lcrec.finetune=full), "
+                          f"not {what}; LoRA at 7B fits one GPU per process: launch with "
+                          "configs/accelerate/ddp.yaml")
+
+
 def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
     """Train and test `cfg.method`; everything lands in the run directory `out` (resumed if unfinished; a
     finished run continues when only budget fields changed, llmrec.runs.BUDGET_FIELDS). A new run's split is built
@@ -68,6 +80,7 @@ def train(cfg: ExperimentConfig, out: str | Path, split=None) -> dict:
 
     out = Path(out)
     tracking.resolve(cfg.report_to)  # before anything is written
+    check_sharding(cfg)
     if not (out / "config.yaml").exists() and split is None:
         split = load_split(cfg)
     run = Run.create_or_resume(out, cfg)

@@ -14,7 +14,7 @@ from planted_data import cllm4rec_experiment, planted_dataset  # noqa: E402
 
 from llmrec.data.holdout import holdout_split  # noqa: E402
 from llmrec.experiment import train  # noqa: E402
-from llmrec.llm.train import make_accelerator  # noqa: E402
+from llmrec.llm.train import close_processes, make_accelerator  # noqa: E402
 
 
 def run(out_dir: str, per_process_batch: int) -> dict:
@@ -34,3 +34,4 @@ def run(out_dir: str, per_process_batch: int) -> dict:
 if __name__ == "__main__":
     out = run(sys.argv[1], int(sys.argv[3]))
     Path(f"{sys.argv[2]}.{out['process_index']}").write_text(json.dumps(out))
+    close_processes()

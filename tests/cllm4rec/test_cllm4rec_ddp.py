@@ -3,21 +3,14 @@ as one process with the same global batch (the click trainer's equivalent is in 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from launch import launch_cpu
+
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.timeout(150)
@@ -25,13 +18,7 @@ def test_two_processes_match_one_process(tmp_path, llmrec_home):
     sys.path.insert(0, str(HERE))
     from ddp_cllm4rec_script import run
 
-    # as in tests/train: the multi-process launcher with CPU forced through the environment (2 processes, gloo)
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()), str(HERE / "ddp_cllm4rec_script.py"),
-           str(tmp_path / "ddp"), str(tmp_path / "result"), "4"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=140)
+    proc = launch_cpu(HERE / "ddp_cllm4rec_script.py", tmp_path / "ddp", tmp_path / "result", 4, timeout=140)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"result.{r}").read_text()) for r in (0, 1)]
     single = run(str(tmp_path / "single"), 8)  # one process, the same global batch of 8 users

@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from llmrec.errors import LlmrecError
 from llmrec.metrics import leave_one_out_metrics
@@ -235,3 +237,18 @@ def test_new_token_head_lr_needs_untied_rows():
             LCRecConfig(**kwargs).validate()
     with pytest.raises(LlmrecError, match="new_token_head"):
         LCRecConfig(new_token_head="shared").validate()
+
+
+def test_full_finetuning_of_a_bf16_backbone_keeps_float32_master_weights(tmp_path):
+    """The paper's full fine-tuning on a bf16 backbone (CUDA's default): AdamW updates float32 weights, which the
+    run saves; the bf16 serving model takes them back."""
+    from llmrec.recommender import Recommender
+
+    cfg = lcrec_experiment(**{**SMALL, "index": "random", "finetune": "full", "max_steps": 2, "eval_every": 2})
+    cfg.llm.dtype = "bfloat16"
+    m = train(cfg, tmp_path / "r", split=synthetic_split())
+    saved = load_file(str(tmp_path / "r" / "train" / "best" / "trainable.safetensors"))
+    assert len(saved) == 20 and {v.dtype for v in saved.values()} == {torch.float32}
+    rec = Recommender.from_pretrained(tmp_path / "r")
+    assert next(rec.model.parameters()).dtype == torch.bfloat16
+    assert rec.evaluate("test")["users"] == m["test"]["users"] == 5

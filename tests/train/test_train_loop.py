@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +16,8 @@ from llmrec.checkpoint import read_state
 from llmrec.errors import LlmrecError
 from llmrec.llm.train import OFFICIAL_SCHEDULE, TrainConfig, fit, predict_rows
 from llmrec.metrics import auc
+
+from launch import launch_cpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_tiny_task import RowIdTask, SimulatedKill, TinyTask, make_data, make_mlp  # noqa: E402
@@ -314,10 +314,18 @@ def test_predict_rows_order_and_bad_input(tmp_path):
         fit(TinyTask(module, x, y), 200, 10, lambda s: {"ndcg": 0.1}, TrainConfig(max_steps=1), tmp_path / "m")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def launch_two(*args) -> subprocess.CompletedProcess:
+    """ddp_train_script.py ARGS in 2 CPU processes (gloo)."""
+    return launch_cpu(HERE / "ddp_train_script.py", *args)
+
+
+def results(prefix: Path) -> list[dict]:
+    return [json.loads(Path(f"{prefix}.{r}").read_text()) for r in (0, 1)]
+
+
+def close(a: dict, b: dict) -> bool:
+    """Two {name: flat values} agree up to float summation order."""
+    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], rtol=1e-9, atol=1e-12) for k in a)
 
 
 @pytest.mark.timeout(120)
@@ -325,16 +333,9 @@ def test_two_processes_gather_eval_rows_exactly_and_match_one_process(tmp_path):
     sys.path.insert(0, str(HERE))
     from ddp_train_script import N_EVAL, run
 
-    # `accelerate launch --cpu --num_processes 2` starts ONE process without MPI (accelerate 1.15), so launch
-    # the multi-process launcher and force CPU through the environment: 2 processes, gloo.
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()), str(HERE / "ddp_train_script.py"),
-           str(tmp_path / "ddp"), str(tmp_path / "result"), "8"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
+    proc = launch_two(tmp_path / "ddp", tmp_path / "result", 8)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"result.{r}").read_text()) for r in (0, 1)]
+    ranks = results(tmp_path / "result")
     single = run(str(tmp_path / "single"), 16)  # one process, same global batch of 16 rows
 
     assert [r["num_processes"] for r in ranks] == [2, 2] and single["num_processes"] == 1
@@ -352,8 +353,50 @@ def test_two_processes_gather_eval_rows_exactly_and_match_one_process(tmp_path):
     for h2, h1 in zip(ranks[0]["history"][1:], single["history"][1:], strict=True):
         assert h2["step"] == h1["step"] and h2["auc"] == pytest.approx(h1["auc"], abs=1e-9)
         assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-6)  # logged in float32
-    for a, b in zip(ranks[0]["params"], single["params"], strict=True):
-        assert np.allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert close(ranks[0]["params"], single["params"])
+
+
+@pytest.mark.timeout(300)
+def test_fsdp_shards_and_trains_as_one_process_and_resumes_across_layouts(tmp_path):
+    sys.path.insert(0, str(HERE))
+    from ddp_train_script import N_EVAL, run
+
+    single = run(str(tmp_path / "single"), 16, "accum")  # 2 x 16-row micro-batches, clipped, like 2 x 2 x 8
+    proc = launch_two(tmp_path / "fsdp", tmp_path / "fsdp", 8, "fsdp")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = results(tmp_path / "fsdp")
+    # every parameter is split over the processes (the 1-row output layer: 1 row and none), after fit too
+    assert all(a and b for a, b in zip(ranks[0]["shards"], ranks[1]["shards"], strict=True))
+    assert [a[0] + b[0] for a, b in zip(ranks[0]["shards"], ranks[1]["shards"])] == [a[1] for a in ranks[0]["shards"]]
+    assert ranks[0]["shards"][0] == [64, 128]
+    for r in ranks:
+        # every eval row once, in order, though the shards take 7 and 6 batches of 3 (a padded batch)
+        assert r["row_ids"] == r["row_ids_after"] == list(range(N_EVAL))
+    assert ranks[0]["history"] == ranks[1]["history"] and ranks[0]["scores_after"] == ranks[1]["scores_after"]
+    assert ranks[0]["lrs"] == single["lrs"]
+    for h2, h1 in zip(ranks[0]["history"][1:], single["history"][1:], strict=True):
+        assert h2["step"] == h1["step"] and h2["auc"] == pytest.approx(h1["auc"], abs=1e-9)
+        assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-6)
+    assert close(ranks[0]["last"], single["last"])  # checkpoints: full tensors
+    # the best state (step 0's, the untrained one) is in best/ and back in the sharded module
+    assert [h["is_best"] for h in single["history"]] == [True, False, False]
+    assert close(ranks[0]["best"], single["best"])
+    assert close(ranks[0]["params"], single["params"]) and close(ranks[0]["params"], single["best"])
+    assert not close({k.split(".", 1)[1]: v for k, v in single["last"].items()}, single["best"])
+    assert np.allclose(ranks[0]["scores_after"], single["scores_after"], rtol=1e-9, atol=1e-12)
+
+    # killed in step 5 (after the step-3 checkpoint) under FSDP, resumed unsharded; and the other way round
+    for first, then in (("fsdp", "accum"), ("accum", "fsdp")):
+        out = tmp_path / f"{first}-{then}"
+        proc = launch_two(out, tmp_path / "killed", 8, first, 9)
+        assert proc.returncode != 0 and not list(tmp_path.glob("killed.*")), proc.stderr[-3000:]
+        assert read_state(out / "checkpoint" / "state.safetensors")["step"] == 3
+        proc = launch_two(out, tmp_path / then, 8, then)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        resumed = results(tmp_path / then)
+        assert [h["step"] for h in resumed[0]["history"]] == [0, 3, 6]
+        assert close(resumed[0]["last"], single["last"]), (first, then)
+        assert close(resumed[0]["params"], single["params"]), (first, then)
 
 
 class GroupedTask(TinyTask):
@@ -395,3 +438,31 @@ def test_task_param_groups_train_at_their_own_lr_and_resume(tmp_path):
     assert [r["lr"] for r in res.train_log] == [r["lr"] for r in ref.train_log]  # the default group's schedule
     with pytest.raises(LlmrecError, match="param_group_lrs"):  # another group lr is another run
         run(tmp_path / "ref", first_lr=0.02)
+
+
+def test_checkpoint_writes_shared_and_viewed_tensors_and_copies_only_those(tmp_path, monkeypatch):
+    from llmrec import checkpoint
+
+    emb = torch.nn.Embedding(5, 3)
+    head = torch.nn.Linear(3, 5, bias=False)
+    head.weight = emb.weight  # tied: one storage under two names
+    w = torch.randn(4, 3)
+    p = torch.nn.Parameter(torch.randn(6))
+    opt = torch.optim.AdamW([p])
+    p.grad = torch.ones(6)
+    opt.step()
+    copied = []
+    clone = torch.Tensor.clone
+    monkeypatch.setattr(torch.Tensor, "clone", lambda t, *a, **k: copied.append(tuple(t.shape)) or clone(t, *a, **k))
+    checkpoint.save_training_state(tmp_path / "s.safetensors", {"model": {
+        "emb": emb.weight, "head": head.weight, "w": w, "row": w[1], "a": torch.zeros(0), "b": torch.zeros(0, 3)}},
+        opt, {"step": 1})
+    monkeypatch.undo()
+    assert sorted(copied) == [(3,), (5, 3)]  # the tied second name and the view; the rest written in place
+    fresh = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(6))])
+    groups, state = checkpoint.load_training_state(tmp_path / "s.safetensors", fresh)
+    model = groups["model"]
+    assert torch.equal(model["emb"], emb.weight) and torch.equal(model["head"], emb.weight)
+    assert torch.equal(model["w"], w) and torch.equal(model["row"], w[1]) and model["b"].shape == (0, 3)
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert state == {"step": 1}

@@ -10,8 +10,9 @@ lose on rows of a table) and gets back the best trainable state, selected on eva
 Recipe: AdamW over the trainable parameters only, linear warm-up once for the whole run then cosine decay to
 `min_lr` (default 0; `schedule="official"` gives the BinLLM / CoLLM code's schedule instead, see `lr_factor`),
 evaluation every `eval_every` optimizer steps, keep the best state, stop after `patience` evaluations without
-gain. Runs plain on one CPU process or under `accelerate launch` (DDP); a killed run re-run with the same
-arguments resumes from `out_dir/checkpoint/` (`llmrec.checkpoint`'s format) with the same batches (and the same place in the lr schedule).
+gain. Runs plain on one CPU process or under `accelerate launch` (DDP, or FSDP 2 sharding:
+`llmrec.llm.sharding`); a killed run re-run with the same arguments resumes from `out_dir/checkpoint/`
+(`llmrec.checkpoint`'s format) with the same batches (and the same place in the lr schedule).
 
 Distributed layout: each optimizer step consumes `grad_accum_steps` global micro-batches of
 `batch_size * num_processes` rows taken in order from a per-epoch permutation of the train rows (seeded by
@@ -21,10 +22,11 @@ the mean over the global batch. Evaluation rows are split into contiguous shards
 back exactly once each, in order (not `gather_for_metrics`, which relies on a prepared DataLoader's
 remainder bookkeeping and pads shards by repeating rows).
 
-Scope: one process or DDP over any number of processes (bf16 autocast on CUDA). FSDP / DeepSpeed sharding
-is not supported yet (`fit` refuses them in one line, `check_distributed_type`): the task calls its own module and
-checkpoints hold full tensors. For a task whose loss
-leaves some trainable parameters unused, pass `accelerator=make_accelerator(find_unused_parameters=True)`.
+Scope: one process, DDP, or FSDP 2 (`TrainConfig.fsdp`, or a launch with configs/accelerate/fsdp.yaml) over any
+number of processes (bf16 autocast on CUDA). DeepSpeed is refused in one line (`check_distributed_type`). Under
+FSDP the module stays sharded after `fit`: `predict_rows` scores through it, checkpoints and `best/` hold full
+tensors. For a task whose loss leaves some trainable parameters unused, pass
+`accelerator=make_accelerator(find_unused_parameters=True)`.
 """
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ from tqdm.auto import tqdm
 
 from llmrec.checkpoint import load_training_state, read_state, save_training_state
 from llmrec.errors import LlmrecError
-from llmrec.paths import atomic_dir, atomic_file
+from llmrec.llm import sharding
+from llmrec.paths import atomic_dir
 from llmrec.tracking import Tracker, scoped
 
 TRAINABLE_FILE = "trainable.safetensors"
@@ -139,6 +142,11 @@ class TrainConfig:
     """DataLoader worker processes that run `collate`; 0 collates in the training process."""
     bf16: bool | None = None
     """bf16 autocast; None = on when CUDA supports bf16, off on CPU."""
+    fsdp: bool = False
+    """Shard weights, gradients and optimizer states over the processes with FSDP 2 (`llmrec.llm.sharding`); on
+    whenever `accelerate launch` runs with distributed_type FSDP (configs/accelerate/fsdp.yaml). Needs an
+    initialised process group (any `accelerate launch`, CPU/gloo included). Checkpoints hold full tensors either
+    way, so a run may resume with or without it."""
 
     def validate(self) -> None:
         def bad(name: str, why: str):
@@ -176,7 +184,7 @@ class TrainConfig:
 
 
 # Fields that do not change which batches are seen or which parameters come out; they may differ on resume.
-_COSMETIC_FIELDS = {"log_every", "num_workers", "eval_batch_size", "checkpoint_every"}
+_COSMETIC_FIELDS = {"log_every", "num_workers", "eval_batch_size", "checkpoint_every", "fsdp"}
 # The budget: how long the loop runs and how often it evaluates. It may change on resume, and a finished run given
 # more continues (with the default schedule the lr then follows the new plan from the step it resumed at).
 _BUDGET_FIELDS = {"max_steps", "epochs", "max_samples", "patience", "eval_every"}
@@ -247,19 +255,15 @@ class TrainResult:
 
 # ---------------------------------------------------------------- trainable state on disk
 
-def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The `requires_grad` parameters by name, detached CPU copies."""
-    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in module.named_parameters() if p.requires_grad}
-
-
-def save_trainable(module: torch.nn.Module, path: str | Path) -> None:
-    """Write the trainable parameters as safetensors, atomically."""
-    with atomic_file(path) as tmp:
-        save_file(trainable_state(module), str(tmp))
+def trainable_state(module: torch.nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
+    """The `requires_grad` parameters by name, detached CPU copies. A sharded module's are gathered: call it on
+    every process then, keep=True on the one that writes (the others get {})."""
+    return sharding.gathered(((n, p) for n, p in module.named_parameters() if p.requires_grad), keep)
 
 
 def load_trainable(module: torch.nn.Module, path: str | Path) -> None:
-    """Copy saved trainable parameters into `module`; the names must match its trainable parameters exactly."""
+    """Copy saved trainable parameters into `module`; the names must match its trainable parameters exactly.
+    A sharded module takes each process's shard of them (call it on every process)."""
     path = Path(path)
     if not path.is_file():
         raise LlmrecError(f"{path}: no trainable-state file")
@@ -267,6 +271,8 @@ def load_trainable(module: torch.nn.Module, path: str | Path) -> None:
 
 
 def _copy_trainable(module: torch.nn.Module, saved: dict[str, torch.Tensor], path: Path) -> None:
+    if (root := sharding.root_of(module)) is not None:
+        sharding.reshard(root)  # into the shards: a copy into gathered weights would be dropped at the reshard
     params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     missing, extra = sorted(params.keys() - saved.keys()), sorted(saved.keys() - params.keys())
     if missing or extra:
@@ -277,7 +283,7 @@ def _copy_trainable(module: torch.nn.Module, saved: dict[str, torch.Tensor], pat
             if saved[n].shape != p.shape:
                 raise LlmrecError(f"{path}: parameter {n} has shape {tuple(saved[n].shape)}, "
                                   f"the module's is {tuple(p.shape)}")
-            p.copy_(saved[n].to(p.device, p.dtype))
+            sharding.assign(p, saved[n])
 
 
 # ---------------------------------------------------------------- memory
@@ -323,17 +329,34 @@ def make_accelerator(bf16: bool | None = None, find_unused_parameters: bool = Fa
     return Accelerator(mixed_precision="bf16" if bf16 else "no", kwargs_handlers=handlers)
 
 
+def close_processes() -> None:
+    """End this process's part of a multi-process run (`accelerate launch`): tear the process group down. Call it
+    last in a script that ran `fit`; left to the interpreter's exit, gloo's threads sometimes abort a finished
+    process ("terminate called without an active exception": 2 of 30 two-process CPU launches, none of 30 with
+    this call). The CLI calls it after every command."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")  # not imported: no process group to end
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 SHARDED_DISTRIBUTED = ("DEEPSPEED", "FSDP", "MEGATRON_LM")
-"""Accelerate distributed types that shard the model: the loop runs one process or DDP only (module docstring)."""
+"""Accelerate distributed types that shard the model: the loop shards with FSDP 2 only (module docstring)."""
 
 
 def check_distributed_type(acc: Accelerator) -> None:
-    """One clear line instead of a crash deep inside a wrapped model: DeepSpeed and FSDP shard parameters, which the
-    loop does not handle yet (tasks call their own module; checkpoints and `best/` hold full tensors)."""
-    kind = getattr(acc.distributed_type, "value", str(acc.distributed_type))
-    if kind in SHARDED_DISTRIBUTED:
-        raise LlmrecError(f"accelerate distributed type {kind} is not supported by llmrec's training loop yet (it "
-                          "runs one process or DDP); launch with --config_file configs/accelerate/ddp.yaml")
+    """One clear line instead of a crash deep inside a wrapped model: the loop shards with its own FSDP 2
+    (`llmrec.llm.sharding`), not with DeepSpeed's or Megatron's engines."""
+    kind = _distributed_kind(acc)
+    if kind in SHARDED_DISTRIBUTED and kind != "FSDP":
+        raise LlmrecError(f"accelerate distributed type {kind} is not supported by llmrec's training loop (it runs "
+                          "one process, DDP or FSDP); launch with --config_file configs/accelerate/fsdp.yaml "
+                          "(sharded) or ddp.yaml")
+
+
+def _distributed_kind(acc: Accelerator) -> str:
+    return getattr(acc.distributed_type, "value", str(acc.distributed_type))
 
 
 def _shard(n_rows: int, num_processes: int, index: int) -> range:
@@ -346,28 +369,38 @@ def predict_rows(task: Task, n_rows: int, batch_size: int, accelerator: Accelera
     """Scores of rows 0..n_rows-1 of `task`'s table, in row order, on every process (each row scored once).
 
     Rows are sharded over the processes; call it on all of them. The module is put in eval mode for the call.
+    A sharded module (`fit` under FSDP) is called through its sharded root, and every process runs as many
+    batches as the largest shard needs (a process out of rows scores a spare row and drops it).
     """
     if n_rows < 0 or batch_size < 1:
         raise LlmrecError(f"predict_rows: n_rows must be >= 0 and batch_size >= 1 (got {n_rows}, {batch_size})")
     acc = accelerator or make_accelerator()
     module = task.trainable_module()
-    module.to(acc.device)
+    root = sharding.root_of(module)
+    if root is None:
+        module.to(acc.device)
     was_training = module.training
     module.eval()
     mine = _shard(n_rows, acc.num_processes, acc.process_index)
     chunk = math.ceil(n_rows / acc.num_processes) if n_rows else 0
+    starts = list(range(mine.start, mine.stop, batch_size))
+    if root is not None and n_rows:  # same number of forwards everywhere: each layer's all-gather is collective
+        starts += [None] * (math.ceil(chunk / batch_size) - len(starts))
     parts = []
     try:
         with torch.no_grad(), acc.autocast():
-            for start in range(mine.start, mine.stop, batch_size):
-                rows = list(range(start, min(start + batch_size, mine.stop)))
+            for start in starts:
+                rows = [0] if start is None else list(range(start, min(start + batch_size, mine.stop)))
                 batch = send_to_device(task.collate(rows), acc.device)
-                scores = task.predict(batch).reshape(-1)
+                scores = (task.predict(batch) if root is None else root(batch, task.predict)).reshape(-1)
                 if scores.numel() != len(rows):
                     raise LlmrecError(f"Task.predict returned {scores.numel()} scores for {len(rows)} rows")
-                parts.append(scores.float())
+                if start is not None:
+                    parts.append(scores.float())
     finally:
         module.train(was_training)
+        if root is not None:  # the root keeps its gathered weights after a forward: give them back
+            sharding.reshard(root)
     local = torch.cat(parts) if parts else torch.empty(0, device=acc.device)
     if acc.num_processes == 1:
         return local.cpu().numpy()
@@ -538,8 +571,9 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
         serves evaluation rows too).
     out_dir: holds `checkpoint/` (the resume state `state.safetensors` in the one checkpoint format,
         `llmrec.checkpoint`; `log.jsonl` of evaluations and `train_log.jsonl` as plain copies to read) and `best/`
-        (selected trainable weights `trainable.safetensors` + `best.json`). Re-running with the same arguments after a kill resumes
-        with the same subsequent batches; re-running a finished run returns its result.
+        (selected trainable weights `trainable.safetensors` + `best.json`; whole tensors, also under FSDP).
+        Re-running with the same arguments after a kill resumes with the same subsequent batches; re-running a
+        finished run returns its result.
     tracker: gets train_loss, lr, samples_per_s, tokens_per_s (when batches count tokens) every optimizer step
         and valid_<metric> at every evaluation (llmrec.tracking; give it the stage's prefix).
     Call it on every process under `accelerate launch`; all return the same steps, selection and metrics
@@ -563,6 +597,7 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
     acc = accelerator or make_accelerator(config.bf16)
     check_distributed_type(acc)
     main = acc.is_main_process
+    sharded = (sharding.requested(config.fsdp) or _distributed_kind(acc) == "FSDP") and acc.num_processes > 1
     plan = _Plan(n_train_rows, config.batch_size, acc.num_processes, config.grad_accum_steps, config.seed)
     if plan.micro_per_epoch < 1:
         raise LlmrecError(f"fit: n_train_rows={n_train_rows} is fewer than one global batch "
@@ -574,15 +609,26 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
     ckpt_dir, best_dir = out_dir / "checkpoint", out_dir / "best"
     eval_bs = config.eval_batch_size or config.batch_size
 
-    # The loss goes through a module that DDP can wrap: its forward is the task's loss, its parameters the
-    # task module's, so gradients are averaged over processes whatever the task does inside `loss`.
-    wrapper = _LossModule(task)
-    wrapper = acc.prepare_model(wrapper)
+    # The loss goes through a module that DDP can wrap (or FSDP shard): its forward is the task's loss, its
+    # parameters the task module's, so gradients are averaged over processes whatever the task does in `loss`.
     groups, group_lrs = _optimizer_groups(task, params, config)
     if group_lrs:  # the task's own learning rates are part of what a checkpoint was trained with
         run_key["param_group_lrs"] = group_lrs
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
-    optimizer = acc.prepare_optimizer(optimizer)
+    if sharded:
+        if sharding.root_of(module) is not None:
+            raise LlmrecError("fit: this module was sharded by an earlier fit; FSDP shards a module once, so train "
+                              "it in one fit")
+        names = {id(p): n for n, p in module.named_parameters()}
+        module.to(acc.device)
+        wrapper = sharding.shard(_LossModule(task), module, bf16=acc.mixed_precision == "bf16")
+        now = dict(module.named_parameters())  # sharding replaced every parameter with its shard
+        for g in groups:
+            g["params"] = [now[names[id(p)]] for p in g["params"]]
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    else:
+        wrapper = acc.prepare_model(_LossModule(task))
+        optimizer = acc.prepare_optimizer(torch.optim.AdamW(groups, lr=config.lr))
     # Not prepared: Accelerate's scheduler wrapper steps once per process, we want one step per optimizer step.
     # A plain function (not an object), so the scheduler's state is only its position: resume restores that.
     def factor(step: int) -> float:
@@ -610,6 +656,8 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
             raise LlmrecError(f"{ckpt_dir}: written with {k}={saved['run'].get(k)!r}, now {run_key.get(k)!r} "
                               f"(differing: {', '.join(diff)}); use the same settings or delete it")
         groups, saved = load_training_state(ckpt_file, optimizer, scheduler)
+        if sharded:
+            sharding.shard_optimizer_state(optimizer)
         _copy_trainable(module, groups["trainable"], ckpt_file)
         rng, history, train_log = saved.pop("rng"), saved.pop("history"), saved.pop("train_log")
         s.update(saved, run=run_key)
@@ -622,9 +670,11 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
 
     def save_checkpoint():
         rng = gather_object([_rng_state()])  # every process's RNG, so each resumes its own dropout stream
+        trainable = trainable_state(module, keep=main)  # sharded: gathered on every process, kept by the main
+        optim = sharding.gathered_optimizer_state(optimizer, keep=main) if sharded else optimizer
         if main:
             with atomic_dir(ckpt_dir) as tmp:
-                save_training_state(tmp / CHECKPOINT_FILE, {"trainable": trainable_state(module)}, optimizer,
+                save_training_state(tmp / CHECKPOINT_FILE, {"trainable": trainable}, optim,
                                     {**s, "rng": rng, "history": history, "train_log": train_log}, scheduler)
                 # the same logs as plain JSON lines, for readers such as bench/curves.py (resume reads the above)
                 _write_jsonl(tmp / "log.jsonl", history)
@@ -632,9 +682,10 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
         acc.wait_for_everyone()
 
     def save_best(metrics: dict):
+        trainable = trainable_state(module, keep=main)
         if main:
             with atomic_dir(best_dir) as tmp:
-                save_trainable(module, tmp / TRAINABLE_FILE)
+                save_file(trainable, str(tmp / TRAINABLE_FILE))
                 (tmp / "best.json").write_text(json.dumps({"step": s["step"], "metrics": metrics}, indent=1))
         acc.wait_for_everyone()
 
@@ -694,13 +745,19 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
                     batch = next(batches)
                     tokens += int(batch.get("n_tokens", 0)) if isinstance(batch, dict) else 0
                     batch = send_to_device(batch, acc.device)
-                    sync = m == config.grad_accum_steps - 1  # DDP all-reduce on the last micro-batch only
-                    with contextlib.nullcontext() if sync else acc.no_sync(wrapper):
-                        loss = wrapper(batch)
+                    sync = m == config.grad_accum_steps - 1  # gradients reduced on the last micro-batch only
+                    if sharded:
+                        sharding.set_gradient_sync(wrapper, sync)
+                    with contextlib.nullcontext() if sync or sharded else acc.no_sync(wrapper):
+                        with acc.autocast():
+                            loss = wrapper(batch)
                         acc.backward(loss / config.grad_accum_steps)
                     loss_sum += loss.detach().float()
                 if config.max_grad_norm is not None:
-                    acc.clip_grad_norm_(params, config.max_grad_norm)
+                    if sharded:  # the norm over all shards (DTensor gradients)
+                        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                    else:
+                        acc.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -757,12 +814,13 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
 
 
 class _LossModule(torch.nn.Module):
-    """forward(batch) = task.loss(batch); holds the task's module so DDP sees (and syncs) its parameters."""
+    """forward(batch) = task.loss(batch); holds the task's module so DDP sees (and syncs) its parameters, and
+    FSDP gathers them. forward(batch, fn) runs another of the module's tasks (`predict_rows` under FSDP)."""
 
     def __init__(self, task: Task):
         super().__init__()
         self.inner = task.trainable_module()
         self.__dict__["_task"] = task  # not registered: a task that is itself a Module must not nest twice
 
-    def forward(self, batch):
-        return self._task.loss(batch)
+    def forward(self, batch, fn: Callable[[dict], torch.Tensor] | None = None):
+        return (fn or self._task.loss)(batch)

@@ -339,6 +339,8 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
     run.save_tensors(NEW_ROWS_FILE, new_rows(model, sorted(token_ids.values())))
     run.write_dir("tokenizer", tok.save_pretrained)
     model = apply_finetuning(model, cfg, list(token_ids.values()))
+    if cfg.finetune == "full":  # float32 master weights (AdamW's small updates vanish in bf16); on CUDA bf16
+        model.float()           # autocast still computes, and FSDP gathers the weights in bf16
     if experiment.llm.gradient_checkpointing:
         enable_gradient_checkpointing(model)
 
@@ -360,7 +362,8 @@ def train_lcrec(experiment, split: SequenceSplit, run, *, user_text: UserText | 
     train_cfg = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                             batch_size=cfg.batch_size, grad_accum_steps=cfg.grad_accum_steps,
                             max_steps=cfg.max_steps, epochs=cfg.epochs, eval_every=cfg.eval_every,
-                            patience=cfg.patience, eval_batch_size=cfg.eval_batch_size, seed=seed)
+                            patience=cfg.patience, eval_batch_size=cfg.eval_batch_size, seed=seed,
+                            fsdp=experiment.llm.fsdp)
     teacher, teacher_report = None, None
     if cfg.teacher_weight > 0:
         teacher_model, teacher_report = train_teacher(experiment, split, run, tracker=scoped(tracker, "teacher"))

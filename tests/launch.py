@@ -1,0 +1,32 @@
+"""Run a test script in several CPU processes under `accelerate launch` (gloo), as a GPU node runs llmrec."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_cpu(script: Path, *args, processes: int = 2, config_file: Path | None = None,
+               timeout: float = 110) -> subprocess.CompletedProcess:
+    """`script ARGS` in `processes` CPU processes of one torch thread each; `config_file`: an Accelerate config
+    (its launch mode and precision), else plain DDP in float32.
+
+    `accelerate launch --cpu --num_processes 2` starts ONE process without MPI (accelerate 1.15), so this runs the
+    multi-process launcher and forces the CPU through the environment."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    how = ["--config_file", str(config_file)] if config_file else \
+        ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_processes", str(processes),
+           "--main_process_port", str(free_port()), str(script), *map(str, args)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
