@@ -1,5 +1,5 @@
 """Run by test_lcrec_fsdp.py under `accelerate launch` (2 CPU processes): LC-Rec's full fine-tuning on the tiny
-backbone, sharded with FSDP 2 or replicated (DDP), written as JSON per process.
+backbone, sharded with FSDP 2 (and activation checkpointing) or replicated (DDP), written as JSON per process.
 
 Usage: python fsdp_lcrec_script.py OUT_DIR RESULT_JSON fsdp|ddp
 
@@ -26,6 +26,7 @@ def run(out_dir: str, mode: str) -> dict:
     acc = make_accelerator()
     cfg = lcrec_experiment(**FULL)
     cfg.llm.fsdp = mode == "fsdp"
+    cfg.llm.gradient_checkpointing = mode == "fsdp"  # the 7B setting; the same gradients as without it
     shard, roots = sharding.shard, []
     sharding.shard = lambda root, inner, bf16: roots.append(bf16) or shard(root, inner, bf16)  # count them
     metrics = train(cfg, out_dir, split=synthetic_split(n_users=16))

@@ -43,6 +43,7 @@ def test_full_finetuning_sharded_matches_ddp(tmp_path):
     assert [r["sharded_bf16"] for r in fsdp + ddp] == [[False], [False], [], []]
     assert fsdp[0]["history"] == fsdp[1]["history"] and fsdp[0]["test"] == fsdp[1]["test"]
     # the same batches, validations (beam search through the sharded model) and test as the replicated run
+    # (which keeps its activations: the sharded one recomputes them, gradient checkpointing)
     assert [h["step"] for h in fsdp[0]["history"]] == [h["step"] for h in ddp[0]["history"]] == [2, 4]
     for hf, hd in zip(fsdp[0]["history"], ddp[0]["history"], strict=True):
         assert hf["train_loss"] == pytest.approx(hd["train_loss"], rel=1e-5)
