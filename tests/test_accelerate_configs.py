@@ -52,3 +52,14 @@ def test_an_fsdp_launch_of_a_lora_method_is_refused_before_anything_is_written(m
     with pytest.raises(LlmrecError, match="llm.fsdp: FSDP sharding trains LC-Rec's full fine-tuning only"):
         train(ExperimentConfig(method=method), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_sharding_leaves_the_collaborative_models_and_lcrec_full_finetuning_alone(monkeypatch):
+    from llmrec.config import ExperimentConfig
+    from llmrec.experiment import check_sharding
+    from llmrec.methods.lcrec.config import LCRecConfig
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    for method in ("mf", "sasrec-rank", "multvae", "popularity-holdout"):
+        check_sharding(ExperimentConfig(method=method))
+    check_sharding(ExperimentConfig(method="lcrec", lcrec=LCRecConfig(finetune="full")))

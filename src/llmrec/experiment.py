@@ -60,12 +60,18 @@ def load_split(cfg: ExperimentConfig):
                            warm_definition=d.warm_definition, domain=d.domain, cut_by=d.cut_by)
 
 
+LORA_METHODS = ("tallrec", "binllm", "collm", "cllm4rec")
+"""LLM methods that train LoRA adapters (LC-Rec too, unless `lcrec.finetune=full`)."""
+
+
 def check_sharding(cfg: ExperimentConfig) -> None:
     """FSDP (`llm.fsdp` or a launch with configs/accelerate/fsdp.yaml) shards LC-Rec's full fine-tuning only: the
-    other LLM methods train LoRA adapters, which fit one GPU at 7B and are saved through peft from whole weights."""
+    LoRA methods fit one GPU at 7B and save their adapters through peft from whole weights, so they are refused;
+    the collaborative models never enter the LLM loop and run as they would."""
     from llmrec.llm.sharding import requested
 
-    if requested(cfg.llm.fsdp) and not (cfg.method == "lcrec" and cfg.lcrec.finetune == "full"):
+    lora = cfg.method in LORA_METHODS or (cfg.method == "lcrec" and cfg.lcrec.finetune != "full")
+    if requested(cfg.llm.fsdp) and lora:
         what = f"lcrec.finetune={cfg.lcrec.finetune}" if cfg.method == "lcrec" else f"method {cfg.method}"
         raise LlmrecError(f"llm.fsdp: FSDP sharding trains LC-Rec's full fine-tuning only (lcrec.finetune=full), "
                           f"not {what}; LoRA at 7B fits one GPU per process: launch with "
