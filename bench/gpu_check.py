@@ -8,7 +8,8 @@ hidden 576, 30 layers, 9 heads, 3 kv heads, intermediate 1536, vocab 49152; and 
 layers, 32 heads, intermediate 11008, vocab 32000), the prompts random token ids (speed does not depend on the
 weights or the tokens). Sections, each guarded by its own time budget within the global deadline (a section
 that would not fit is reported as skipped, one that fails is reported with its error, the rest still run):
-1. `pytest tests/gpu` (the CUDA tests: every LLM method trains in bf16 on CUDA and matches CPU fp32 scores);
+1. `pytest tests/gpu` (the CUDA tests: every LLM method trains in bf16 on CUDA and matches CPU fp32 scores; two
+   processes on the one GPU evaluate an LC-Rec and a CLLM4Rec run as one process does);
 2. the bf16 matmul peak, measured here (square products), which the utilisation figures divide by;
 3. per backbone: LoRA (r 8, q/v) training on the Yes-logit BCE and Yes-logit scoring, tokens/s and utilisation
    (useful FLOPs from bench/flops.py over the measured peak), and LC-Rec's constrained beam search
@@ -148,6 +149,8 @@ def cuda_tests(rep: Report, sizes: Sizes, tiny: bool) -> None:
     cmd = [sys.executable, "-m", "pytest", "tests/gpu", "-q", "-p", "no:cacheprovider", "-rs"]
     if tiny:  # proves the wiring only: the CPU-only machine collects the CUDA tests
         cmd.append("--collect-only")
+    else:  # their CPU twins run in the normal suite
+        cmd += ["-k", "not on_the_cpu"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(["src", "tests", os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
     try:

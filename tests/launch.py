@@ -1,4 +1,4 @@
-"""Run a test script in several CPU processes under `accelerate launch` (gloo), as a GPU node runs llmrec."""
+"""Run a test script in several processes under `accelerate launch`, as a GPU node runs llmrec (on the CPU: gloo)."""
 from __future__ import annotations
 
 import os
@@ -16,15 +16,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_cpu(script: Path, *args, processes: int = 2, config_file: Path | None = None,
+def launch_cpu(script: Path, *args, processes: int = 2, config_file: Path | None = None, gpu: bool = False,
                timeout: float = 110) -> subprocess.CompletedProcess:
-    """`script ARGS` in `processes` CPU processes of one torch thread each; `config_file`: an Accelerate config
-    (its launch mode and precision), else plain DDP in float32.
+    """`script ARGS` in `processes` CPU processes of one torch thread each (gpu=True: on the GPUs instead);
+    `config_file`: an Accelerate config (its launch mode and precision), else plain DDP in float32.
 
     `accelerate launch --cpu --num_processes 2` starts ONE process without MPI (accelerate 1.15), so this runs the
     multi-process launcher and forces the CPU through the environment."""
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    if not gpu:
+        env["ACCELERATE_USE_CPU"] = "1"
     how = ["--config_file", str(config_file)] if config_file else \
         ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_processes", str(processes),
