@@ -19,11 +19,16 @@ data, 1-based epoch) and `evaluate() -> {metric: value}` (validation); the loop 
 
 The model's state ends holding the best weights, in eval mode. The loop calls no random function itself: with
 `seed` it seeds torch once at a fresh start (not on resume, where the checkpoint restores the RNG).
+
+Under `accelerate launch` every process runs the loop on its own copy; only the main process writes the
+checkpoint, and at the end every process takes the main process's best weights (on CUDA the copies can drift
+apart: embedding backward is not deterministic), so an LLM stage built on the model sees one model everywhere.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +77,21 @@ def _rng_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     if _cuda_index(model) is not None:
         state["cuda"] = torch.cuda.get_rng_state(_cuda_index(model))
     return state
+
+
+def _take_main_weights(model: torch.nn.Module) -> bool:
+    """In a multi-process launch, load the main process's weights into `model` on every process; False alone."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) < 2:
+        return False
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    if not dist.is_initialized():
+        PartialState()  # the launch's process group (the Accelerator of a later LLM stage reuses it)
+    sent = [{k: v.detach().cpu() for k, v in model.state_dict().items()} if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(sent, src=0)  # between the processes of one launch, not from a file
+    model.load_state_dict(sent[0])
+    return True
 
 
 def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -142,7 +162,7 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         state["history"].append(record)
         if extra_state is not None:
             state["extra"] = extra_state()
-        if ckpt is not None:
+        if ckpt is not None and int(os.environ.get("RANK", "0") or 0) == 0:  # the main process writes
             save_training_state(ckpt, {"model": model.state_dict(), "best": best_state,
                                        "rng": _rng_state(model)}, optimizer, state, scheduler)
         bar.update(1)
@@ -151,6 +171,8 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     bar.close()
 
     model.load_state_dict(best_state)
+    if _take_main_weights(model):
+        best_state = _copy(model)
     model.eval()
     return LoopResult(best_epoch=state["best_epoch"], best_value=state["best"], best_metrics=state["best_metrics"],
                       best_state=best_state, history=state["history"], stopped_early=patience_out(),
