@@ -330,14 +330,18 @@ def make_accelerator(bf16: bool | None = None, find_unused_parameters: bool = Fa
 
 
 def close_processes() -> None:
-    """End this process's part of a multi-process run (`accelerate launch`): tear the process group down. Call it
-    last in a script that ran `fit`; left to the interpreter's exit, gloo's threads sometimes abort a finished
-    process ("terminate called without an active exception": 2 of 30 two-process CPU launches, none of 30 with
-    this call). The CLI calls it after every command."""
+    """End this process's part of a multi-process run (`accelerate launch`): wait for the others, free what still
+    holds the process group (a DDP-wrapped module the Accelerator kept), and tear the group down. Call it last in a
+    script that ran `fit`; the CLI calls it after every command. Left to the interpreter's exit, the group's
+    threads can abort a finished process ("terminate called without an active exception"): measured on 2 CPU
+    processes under load, 10 of 45 launches of a bare Accelerate script, none of 45 with the group destroyed."""
+    import gc
     import sys
 
     dist = sys.modules.get("torch.distributed")  # not imported: no process group to end
     if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
 
 
