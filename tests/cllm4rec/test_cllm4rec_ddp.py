@@ -2,13 +2,12 @@
 as one process with the same global batch (the click trainer's equivalent is in tests/train)."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from launch import launch_cpu
+from launch import launch_cpu, results
 
 HERE = Path(__file__).resolve().parent
 
@@ -20,7 +19,7 @@ def test_two_processes_match_one_process(tmp_path, llmrec_home):
 
     proc = launch_cpu(HERE / "ddp_cllm4rec_script.py", tmp_path / "ddp", tmp_path / "result", 4, timeout=140)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"result.{r}").read_text()) for r in (0, 1)]
+    ranks = results(tmp_path / "result")
     single = run(str(tmp_path / "single"), 8)  # one process, the same global batch of 8 users
 
     assert [r["num_processes"] for r in ranks] == [2, 2] and single["num_processes"] == 1

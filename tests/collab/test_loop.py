@@ -140,15 +140,14 @@ def test_checkpoint_of_other_settings_or_format_is_refused(tmp_path):
 def test_under_a_launch_every_process_ends_with_the_main_process_weights(tmp_path):
     """Two processes train copies that differ; only the main one writes the checkpoint, and both end with its
     best weights (what the main process saves for the run)."""
-    import json
     from pathlib import Path
 
-    from launch import launch_cpu
+    from launch import launch_cpu, results
 
     proc = launch_cpu(Path(__file__).parent / "epochs_two_processes.py", tmp_path / "last.safetensors",
                       tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    main, other = (json.loads((tmp_path / f"out.{r}").read_text()) for r in (0, 1))
+    main, other = results(tmp_path / "out")
     assert main["before"] != other["before"]  # the copies started apart
     assert main["writes"] == 3 and other["writes"] == 0  # one checkpoint per epoch, by the main process
     assert other["after"] == main["after"] and other["best_state"] == main["best_state"]

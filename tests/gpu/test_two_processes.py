@@ -3,14 +3,13 @@ the evaluation of one process: on one GPU (skipped without CUDA) and on the CPU.
 `predict_rows`; the click methods' `evaluate` scores every row in each process (the serving scorer)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from cuda_checks import data_overrides, overrides
-from launch import launch_cpu
+from launch import launch_cpu, results
 from llmrec import experiment
 from llmrec.recommender import Recommender
 
@@ -27,7 +26,7 @@ def evaluate_in_two_processes(method: str, tmp: Path, on_gpu: bool) -> tuple[dic
     one = Recommender.from_pretrained(run_dir).evaluate("test")
     proc = launch_cpu(HERE / "two_process_eval.py", run_dir, tmp / "two", gpu=on_gpu, timeout=170)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return one, [json.loads((tmp / f"two.{r}").read_text()) for r in (0, 1)]
+    return one, results(tmp / "two")
 
 
 def check(one: dict, two: list[dict]) -> None:

@@ -2,7 +2,6 @@
 the same run replicated with DDP; a sharded launch of a LoRA method is refused in one line."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from llmrec.llm.backbones import load_backbone
 from llmrec.llm.sharding import layer_modules
 from llmrec.recommender import Recommender
 
-from launch import launch_cpu
+from launch import launch_cpu, results
 from lcrec_fixtures import lcrec_experiment, synthetic_split
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +24,7 @@ ACCELERATE = HERE.parent.parent / "configs" / "accelerate"
 def launch_two(out: Path, result: Path, mode: str, config_file: Path | None = None) -> list[dict]:
     proc = launch_cpu(HERE / "fsdp_lcrec_script.py", out, result, mode, config_file=config_file, timeout=170)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return [json.loads(Path(f"{result}.{r}").read_text()) for r in (0, 1)]
+    return results(result)
 
 
 def test_decoder_layers_are_the_units_sharded_one_by_one():

@@ -17,7 +17,7 @@ from llmrec.errors import LlmrecError
 from llmrec.llm.train import OFFICIAL_SCHEDULE, TrainConfig, fit, predict_rows
 from llmrec.metrics import auc
 
-from launch import launch_cpu
+from launch import launch_cpu, results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_tiny_task import RowIdTask, SimulatedKill, TinyTask, make_data, make_mlp  # noqa: E402
@@ -317,10 +317,6 @@ def test_predict_rows_order_and_bad_input(tmp_path):
 def launch_two(*args) -> subprocess.CompletedProcess:
     """ddp_train_script.py ARGS in 2 CPU processes (gloo)."""
     return launch_cpu(HERE / "ddp_train_script.py", *args)
-
-
-def results(prefix: Path) -> list[dict]:
-    return [json.loads(Path(f"{prefix}.{r}").read_text()) for r in (0, 1)]
 
 
 def close(a: dict, b: dict) -> bool:

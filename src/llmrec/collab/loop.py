@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from llmrec.checkpoint import load_training_state, read_state, save_training_state
 from llmrec.errors import LlmrecError
+from llmrec.runs import main_process
 from llmrec.tracking import Tracker, scoped
 
 
@@ -162,7 +163,7 @@ def run_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         state["history"].append(record)
         if extra_state is not None:
             state["extra"] = extra_state()
-        if ckpt is not None and int(os.environ.get("RANK", "0") or 0) == 0:  # the main process writes
+        if ckpt is not None and main_process():  # the main process writes
             save_training_state(ckpt, {"model": model.state_dict(), "best": best_state,
                                        "rng": _rng_state(model)}, optimizer, state, scheduler)
         bar.update(1)

@@ -85,16 +85,17 @@ def _is_dtensor(t) -> bool:
     return module is not None and isinstance(t, module.DTensor)
 
 
+def _whole(t: torch.Tensor, keep: bool) -> torch.Tensor | None:
+    """A full CPU copy of `t` (all-gathered when sharded: every process calls it), or None where not kept."""
+    full = t.full_tensor() if _is_dtensor(t) else t
+    return full.detach().to("cpu", copy=True).contiguous() if keep else None
+
+
 def gathered(named: Iterable[tuple[str, torch.Tensor]], keep: bool) -> dict[str, torch.Tensor]:
-    """Full CPU copies of named tensors, one at a time (a sharded one is all-gathered: call on every process, in
-    the same order). keep=False (the processes that do not write) gathers without keeping anything."""
-    out = {}
-    for name, t in named:
-        full = t.full_tensor() if _is_dtensor(t) else t
-        if keep:
-            out[name] = full.detach().to("cpu", copy=True).contiguous()
-        del full
-    return out
+    """Full CPU copies of named tensors, one at a time (call on every process, in the same order); keep=False (the
+    processes that do not write) gathers without keeping anything and returns {}."""
+    whole = ((name, _whole(t, keep)) for name, t in named)
+    return {name: t for name, t in whole if keep}
 
 
 def assign(param: torch.Tensor, full: torch.Tensor) -> None:
@@ -111,11 +112,8 @@ def gathered_optimizer_state(optimizer: torch.optim.Optimizer, keep: bool) -> di
     """`optimizer.state_dict()` with every sharded state tensor gathered to a full CPU tensor (on every process,
     in order); keep=False returns it without the gathered tensors."""
     sd = optimizer.state_dict()  # its per-parameter dicts are the live state: build new ones
-    state = {}
-    for idx in sorted(sd["state"]):
-        live = sd["state"][idx]
-        state[idx] = {name: (gathered([(name, v)], keep).get(name) if torch.is_tensor(v) else v)
-                      for name, v in sorted(live.items())}
+    state = {idx: {name: _whole(v, keep) if torch.is_tensor(v) else v for name, v in sorted(sd["state"][idx].items())}
+             for idx in sorted(sd["state"])}
     return {**sd, "state": state}
 
 

@@ -672,9 +672,9 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
             _set_rng_state(rng[acc.process_index])
         acc.wait_for_everyone()  # nobody rewrites the checkpoint before all have read it
 
-    def save_checkpoint():
+    # `trainable`: trainable_state(module, keep=main), gathered once for both files when both are written
+    def save_checkpoint(trainable: dict):
         rng = gather_object([_rng_state()])  # every process's RNG, so each resumes its own dropout stream
-        trainable = trainable_state(module, keep=main)  # sharded: gathered on every process, kept by the main
         optim = sharding.gathered_optimizer_state(optimizer, keep=main) if sharded else optimizer
         if main:
             with atomic_dir(ckpt_dir) as tmp:
@@ -685,8 +685,7 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
                 _write_jsonl(tmp / "train_log.jsonl", train_log)
         acc.wait_for_everyone()
 
-    def save_best(metrics: dict):
-        trainable = trainable_state(module, keep=main)
+    def save_best(metrics: dict, trainable: dict):
         if main:
             with atomic_dir(best_dir) as tmp:
                 save_file(trainable, str(tmp / TRAINABLE_FILE))
@@ -708,9 +707,10 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
             gain = False
         else:
             gain = math.isnan(best) or (value > best if higher_is_better else value < best)
+        weights = trainable_state(module, keep=main)  # sharded: gathered on every process, kept by the main
         if gain:
             s.update(best_value=value, best_step=s["step"], best_metrics=metrics, evals_without_gain=0)
-            save_best(metrics)
+            save_best(metrics, weights)
         else:
             s["evals_without_gain"] += 1
         row = {"step": s["step"], "epoch": s["micro"] / plan.micro_per_epoch,
@@ -724,7 +724,7 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
             best_txt = f"best {_fmt(s['best_value'])} @ {s['best_step']}"
             tqdm.write(f"step {s['step']}/{total} | " + " ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
                        + f" | {best_txt} | no gain x{s['evals_without_gain']}")
-        save_checkpoint()
+        save_checkpoint(weights)
         return metrics
 
     def patience_out() -> bool:
@@ -796,17 +796,18 @@ def fit(task: Task, n_train_rows: int, eval_rows: int | None,
                     postfix[selection_metric] = _fmt(metrics[selection_metric])
                     wrapper.train()
                 elif config.checkpoint_every and s["step"] % config.checkpoint_every == 0:
-                    save_checkpoint()
+                    save_checkpoint(trainable_state(module, keep=main))
         finally:
             bar.close()
         s["stopped_early"] = s["step"] < total
         if eval_rows is not None and s["last_eval_step"] != s["step"]:
             run_eval()
+        weights = trainable_state(module, keep=main)
         if eval_rows is None:
             s.update(best_step=s["step"], best_metrics={})
-            save_best({})
+            save_best({}, weights)
         s["finished"] = True
-        save_checkpoint()
+        save_checkpoint(weights)
 
     load_trainable(module, best_dir / TRAINABLE_FILE)
     return TrainResult(
